@@ -1,0 +1,822 @@
+"""minidqn: the Deep Q-Network of the RLSS 2023 DQN tutorial, in one file of pure NumPy.
+
+Read it top to bottom; the sections come in the tutorial's order:
+    1. replay buffer      ReplayBufferSamples, ReplayBuffer
+    2. Q-network          QNetwork (forward and backward written by hand), Adam
+    3. exploration        epsilon_greedy_action_selection, collect_one_step, linear_schedule
+    4. DQN update         td_loss, dqn_update
+    5. training loop      evaluate_policy, run_dqn, and the command line (`python minidqn.py --help`)
+
+There is no autograd: every gradient is written out next to the forward line it differentiates.
+
+Sources
+- DQN, experience replay and the target network: Mnih et al. 2015, "Human-level control through deep
+  reinforcement learning", Nature 518.
+- Adam: Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", ICLR (Algorithm 1).
+- Huber loss: Huber 1964, "Robust Estimation of a Location Parameter", Ann. Math. Statist. 35.
+- Double DQN: van Hasselt, Guez & Silver 2016, "Deep Reinforcement Learning with Double Q-learning", AAAI.
+- Time limits bootstrap: Pardo et al. 2018, "Time Limits in Reinforcement Learning", ICML.
+- The API (names, signatures, check cells): Raffin, RLSS 2023 DQN tutorial,
+  https://github.com/araffin/rlss23-dqn-tutorial
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+# Fallback generator for callers that pass no `rng` (the tutorial's cells). `run_dqn` never uses it:
+# it makes one np.random.Generator per run and hands it to everything that draws random numbers.
+_DEFAULT_RNG = np.random.default_rng()
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+
+
+def _check_positive_int(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space, what: str) -> None:
+    if not isinstance(action_space, spaces.Discrete):
+        raise ValueError(f"{what} needs a Discrete action space (DQN picks one of n actions), got {action_space}")
+    if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(f"{what} needs a 1-D Box observation space, got {observation_space}")
+
+
+def _atomic_savez(path: str, arrays: dict) -> None:
+    """Write `arrays` to `path` as .npz through a temporary file and a rename: a crash never leaves half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:  # a file object, so np.savez does not append ".npz" to the name
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)  # atomic on POSIX and Windows
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 1. Replay buffer
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayBufferSamples:
+    """A mini-batch of transitions from the replay buffer."""
+
+    observations: np.ndarray  # (batch_size, obs_dim), same as states in the theory
+    next_observations: np.ndarray  # (batch_size, obs_dim)
+    actions: np.ndarray  # (batch_size, 1)
+    rewards: np.ndarray  # (batch_size,) float32
+    terminateds: np.ndarray  # (batch_size,) bool
+
+
+class ReplayBuffer:
+    """
+    A ring buffer of transitions: once full, each new transition overwrites the oldest one.
+
+    :param buffer_size: Max number of transitions to store
+    :param observation_space: Observation space of the env (a 1-D Box)
+    :param action_space: Action space of the env (Discrete)
+    :param rng: Generator used by `sample` (one per run, for reproducibility)
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Box,
+        action_space: spaces.Discrete,
+        rng: Optional[np.random.Generator] = None,
+    ) -> None:
+        _check_positive_int("buffer_size", buffer_size)
+        _check_spaces(observation_space, action_space, "ReplayBuffer")
+        # Current position in the ring buffer: where the next transition goes
+        self.current_idx = 0
+        self.buffer_size = buffer_size
+        # True once the ring has wrapped around: every slot holds a transition
+        self.is_full = False
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.rng = _DEFAULT_RNG if rng is None else rng
+        # Preallocated, as in the tutorial: storing is a copy into a slot, never an allocation
+        self.observations = np.zeros((buffer_size, *observation_space.shape), dtype=observation_space.dtype)
+        self.next_observations = np.zeros((buffer_size, *observation_space.shape), dtype=observation_space.dtype)
+        self.actions = np.zeros((buffer_size, 1), dtype=action_space.dtype)  # (buffer_size, 1)
+        self.rewards = np.zeros((buffer_size,), dtype=np.float32)
+        self.terminateds = np.zeros((buffer_size,), dtype=bool)
+
+    def __len__(self) -> int:
+        return self.buffer_size if self.is_full else self.current_idx
+
+    def store_transition(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: int,
+        reward: float,
+        terminated: bool,
+    ) -> None:
+        """
+        Store one transition in the buffer.
+
+        :param obs: Current observation
+        :param next_obs: Next observation (before any reset)
+        :param action: Action taken for the current observation
+        :param reward: Reward received after taking the action
+        :param terminated: Whether the episode reached a terminal state
+            (not a truncation such as a time limit: a truncated state still has a value)
+        """
+        i = self.current_idx
+        self.observations[i] = obs
+        self.next_observations[i] = next_obs
+        self.actions[i] = action
+        self.rewards[i] = reward
+        self.terminateds[i] = terminated
+        self.current_idx += 1
+        if self.current_idx == self.buffer_size:  # wrap around: the ring is full from now on
+            self.current_idx = 0
+            self.is_full = True
+
+    def sample(self, batch_size: int) -> ReplayBufferSamples:
+        """
+        Sample `batch_size` transitions uniformly, with replacement, from the filled part of the buffer.
+
+        :param batch_size: How many transitions to sample.
+        :return: Samples from the replay buffer
+        """
+        _check_positive_int("batch_size", batch_size)
+        upper_bound = len(self)  # slots [0, upper_bound) hold transitions
+        if upper_bound == 0:
+            raise ValueError("cannot sample from an empty replay buffer: store at least one transition first")
+        batch_indices = self.rng.integers(0, upper_bound, size=batch_size)
+        return ReplayBufferSamples(
+            self.observations[batch_indices],
+            self.next_observations[batch_indices],
+            self.actions[batch_indices],
+            self.rewards[batch_indices],
+            self.terminateds[batch_indices],
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. Q-network: a two-hidden-layer MLP, forward and backward by hand, and Adam
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _relu(z: np.ndarray) -> np.ndarray:
+    return np.maximum(z, 0, out=z)  # in place: z is a fresh temporary, so this saves an allocation
+
+
+def _relu_grad(h: np.ndarray) -> np.ndarray:
+    return h > 0  # d relu / dz, written from the output h = relu(z): 1 where it passed, 0 where it was cut
+
+
+def _tanh_grad(h: np.ndarray) -> np.ndarray:
+    return 1 - h * h  # d tanh / dz = 1 - tanh(z)^2, also from the output
+
+
+# name -> (activation, its derivative written in terms of the activation's output)
+ACTIVATIONS = {"relu": (_relu, _relu_grad), "tanh": (np.tanh, _tanh_grad)}
+PARAMETER_NAMES = ("W1", "b1", "W2", "b2", "W3", "b3")
+
+
+class QNetwork:
+    """
+    A Q-network: obs -> Linear -> act -> Linear -> act -> Linear -> one Q-value per action.
+
+    Parameters live in a dict (`parameters()`), gradients come back in a dict with the same keys
+    (`backward`), and Adam keeps its moments in dicts with the same keys, so one loop updates them all.
+
+    :param observation_space: Observation space of the env (a 1-D Box)
+    :param action_space: Action space of the env (Discrete); one output per action
+    :param n_hidden_units: Number of units for each hidden layer
+    :param activation_fn: "relu" (the tutorial's nn.ReLU) or "tanh"
+    :param dtype: np.float32 for training, np.float64 for gradient checks
+    :param rng: Generator for the initial weights
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Box,
+        action_space: spaces.Discrete,
+        n_hidden_units: int = 64,
+        activation_fn: str = "relu",
+        dtype: type = np.float32,
+        rng: Optional[np.random.Generator] = None,
+    ) -> None:
+        _check_spaces(observation_space, action_space, "QNetwork")
+        _check_positive_int("n_hidden_units", n_hidden_units)
+        if activation_fn not in ACTIVATIONS:
+            raise ValueError(f"activation_fn must be one of {sorted(ACTIVATIONS)}, got {activation_fn!r}")
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+        rng = _DEFAULT_RNG if rng is None else rng
+        self.obs_dim = int(observation_space.shape[0])
+        self.n_actions = int(action_space.n)
+        self.n_hidden_units = int(n_hidden_units)
+        self.activation_name = activation_fn
+        self.activation, self.activation_grad = ACTIVATIONS[activation_fn]
+        self.dtype = np.dtype(dtype)
+        sizes = [self.obs_dim, self.n_hidden_units, self.n_hidden_units, self.n_actions]
+        self.params = {}
+        for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            # PyTorch's nn.Linear default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as the tutorial gets
+            bound = 1.0 / math.sqrt(fan_in)
+            self.params[f"W{layer}"] = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(self.dtype)
+            self.params[f"b{layer}"] = rng.uniform(-bound, bound, (fan_out,)).astype(self.dtype)
+        self._cache = None  # what the last forward computed and backward needs
+
+    def parameters(self) -> dict:
+        """The live parameter arrays (not copies): an optimizer updates them in place."""
+        return self.params
+
+    def forward(self, observations: np.ndarray) -> np.ndarray:
+        """
+        :param observations: A batch of observations (batch_size, obs_dim)
+        :return: The Q-values of every action (batch_size, n_actions); the inputs and hidden
+            activations are kept for `backward`.
+        """
+        x = np.asarray(observations, dtype=self.dtype)
+        if x.ndim != 2 or x.shape[1] != self.obs_dim:
+            raise ValueError(f"QNetwork expects observations of shape (batch_size, {self.obs_dim}), got {x.shape}")
+        p = self.params
+        h1 = self.activation(x @ p["W1"] + p["b1"])  # (batch_size, n_hidden_units)
+        h2 = self.activation(h1 @ p["W2"] + p["b2"])  # (batch_size, n_hidden_units)
+        q_values = h2 @ p["W3"] + p["b3"]  # (batch_size, n_actions)
+        self._cache = (x, h1, h2)
+        return q_values
+
+    __call__ = forward
+
+    def backward(self, grad_q_values: np.ndarray) -> dict:
+        """
+        Backpropagate dLoss/dQ through the last `forward`.
+
+        :param grad_q_values: dLoss/dQ-values (batch_size, n_actions)
+        :return: dLoss/dparameter for every parameter, same keys and shapes as `parameters()`
+        """
+        if self._cache is None:
+            raise ValueError("backward needs a forward pass first")
+        x, h1, h2 = self._cache
+        p = self.params
+        g = np.asarray(grad_q_values, dtype=self.dtype)
+        if g.shape != (x.shape[0], self.n_actions):
+            raise ValueError(f"grad_q_values must have shape {(x.shape[0], self.n_actions)}, got {g.shape}")
+        grad_W3 = h2.T @ g  # q = h2 W3 + b3, so dW3 = h2^T g
+        grad_b3 = g.sum(axis=0)  # the bias is added to every row
+        grad_h2 = (g @ p["W3"].T) * self.activation_grad(h2)  # back through W3, then through the activation
+        grad_W2 = h1.T @ grad_h2  # same pattern, one layer down
+        grad_b2 = grad_h2.sum(axis=0)
+        grad_h1 = (grad_h2 @ p["W2"].T) * self.activation_grad(h1)  # back through W2 and the activation
+        grad_W1 = x.T @ grad_h1  # the input needs no gradient of its own
+        grad_b1 = grad_h1.sum(axis=0)
+        return {"W1": grad_W1, "b1": grad_b1, "W2": grad_W2, "b2": grad_b2, "W3": grad_W3, "b3": grad_b3}
+
+    def state_dict(self) -> dict:
+        """Copies of the parameters (never views): the tutorial's target-network idiom."""
+        return {k: v.copy() for k, v in self.params.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy values from `state` into this network's own arrays (no aliasing)."""
+        if set(state) != set(self.params):
+            raise ValueError(f"state_dict keys {sorted(state)} do not match {sorted(self.params)}")
+        for k, v in self.params.items():
+            if np.shape(state[k]) != v.shape:
+                raise ValueError(f"parameter {k} has shape {np.shape(state[k])}, this network needs {v.shape}")
+            np.copyto(v, state[k])
+
+    def save(self, path: str) -> None:
+        """Save the weights and architecture to a .npz file, written whole or not at all."""
+        meta = {
+            "obs_dim": self.obs_dim,
+            "n_actions": self.n_actions,
+            "n_hidden_units": self.n_hidden_units,
+            "activation_fn": self.activation_name,
+            "dtype": self.dtype.name,
+        }
+        _atomic_savez(path, {"minidqn_meta": np.array(json.dumps(meta)), **self.params})
+
+    @classmethod
+    def load(cls, path: str) -> "QNetwork":
+        """Load a network saved by `save`. Never unpickles: a checkpoint is data, not code."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # a pickle, a truncated zip, random bytes...
+            raise ValueError(f"{path} is not a minidqn checkpoint (.npz of plain arrays): {e}") from e
+        if "minidqn_meta" not in arrays or not set(PARAMETER_NAMES) <= set(arrays):
+            raise ValueError(f"{path} is not a minidqn checkpoint: it holds {sorted(arrays)}")
+        try:
+            meta = json.loads(str(arrays.pop("minidqn_meta")))
+            q_net = cls(
+                spaces.Box(-np.inf, np.inf, (int(meta["obs_dim"]),), dtype=np.float32),
+                spaces.Discrete(int(meta["n_actions"])),
+                n_hidden_units=int(meta["n_hidden_units"]),
+                activation_fn=meta["activation_fn"],
+                dtype=np.dtype(meta["dtype"]),
+            )
+        except (KeyError, TypeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path} has a damaged minidqn_meta record: {e}") from e
+        q_net.load_state_dict({k: arrays[k] for k in PARAMETER_NAMES})  # validates every shape
+        return q_net
+
+
+class Adam:
+    """
+    Adam (Kingma & Ba 2015, Algorithm 1): the same update as torch.optim.Adam without weight decay.
+
+    :param params: dict of live parameter arrays, updated in place (e.g. `q_net.parameters()`)
+    :param lr: Learning rate (step size alpha)
+    :param betas: Decay rates of the first- and second-moment estimates
+    :param eps: Added to the denominator for numerical stability
+    """
+
+    def __init__(self, params: dict, lr: float = 1e-3, betas: tuple = (0.9, 0.999), eps: float = 1e-8) -> None:
+        if not lr > 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        for beta in betas:
+            _check_range("each beta", beta, 0.0, 1.0 - 1e-12)
+        self.params = params
+        self.lr = lr
+        self.betas = betas
+        self.eps = eps
+        self.t = 0  # number of steps taken, for the bias correction
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}  # first moment, same keys as params
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}  # second moment
+
+    def step(self, grads: dict) -> None:
+        """Apply one Adam update with `grads` (same keys as `params`)."""
+        beta1, beta2 = self.betas
+        self.t += 1
+        # Bias corrections of Algorithm 1, folded into the step size and epsilon (Sec. 2 of the paper,
+        # and PyTorch's form): one scalar each instead of two more array operations per parameter.
+        step_size = self.lr * math.sqrt(1 - beta2**self.t) / (1 - beta1**self.t)
+        eps_hat = self.eps * math.sqrt(1 - beta2**self.t)
+        for k, p in self.params.items():
+            g, m, v = grads[k], self.m[k], self.v[k]
+            m += (1 - beta1) * (g - m)  # m = beta1 m + (1 - beta1) g
+            v += (1 - beta2) * (g * g - v)  # v = beta2 v + (1 - beta2) g^2
+            p -= step_size * m / (np.sqrt(v) + eps_hat)  # p -= lr m_hat / (sqrt(v_hat) + eps)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. Exploration: epsilon-greedy data collection and the linear schedule
+# ---------------------------------------------------------------------------------------------------------
+
+
+def epsilon_greedy_action_selection(
+    q_net: QNetwork,
+    observation: np.ndarray,
+    exploration_rate: float,
+    action_space: spaces.Discrete,
+    rng: Optional[np.random.Generator] = None,
+) -> int:
+    """
+    With probability epsilon (`exploration_rate`) take a random action, otherwise the greedy one.
+
+    :param q_net: Q-network for estimating the q value
+    :param observation: A single observation (obs_dim,)
+    :param exploration_rate: Probability of a random action, in [0, 1] (0 means greedy)
+    :param action_space: Action space of the env (Discrete)
+    :param rng: The run's generator
+    :return: An action selected according to the epsilon-greedy policy.
+    """
+    _check_range("exploration_rate", exploration_rate, 0.0, 1.0)
+    rng = _DEFAULT_RNG if rng is None else rng
+    if rng.random() < exploration_rate:
+        return int(rng.integers(action_space.n))  # random action
+    q_values = q_net(observation[np.newaxis])  # (1, n_actions): add the batch dimension
+    return int(q_values.argmax())  # greedy action
+
+
+def collect_one_step(
+    env: gym.Env,
+    q_net: QNetwork,
+    replay_buffer: ReplayBuffer,
+    obs: np.ndarray,
+    exploration_rate: float = 0.1,
+    verbose: int = 0,
+    rng: Optional[np.random.Generator] = None,
+) -> np.ndarray:
+    """
+    Take one epsilon-greedy step in the env and store the transition in the replay buffer.
+
+    :param env: The environment object
+    :param q_net: Q-network for estimating the q value
+    :param replay_buffer: Replay buffer to store the new transition in
+    :param obs: The current observation
+    :param exploration_rate: Probability of a random action, in [0, 1]
+    :param verbose: 1 to print each episode's return and length when it ends
+        (needs the env wrapped in gymnasium.wrappers.RecordEpisodeStatistics, as `run_dqn` does)
+    :param rng: The run's generator
+    :return: The observation to act on next (the first one of a new episode after a reset)
+    """
+    action = epsilon_greedy_action_selection(q_net, obs, exploration_rate, env.action_space, rng)
+    next_obs, reward, terminated, truncated, info = env.step(action)
+    # Store `terminated` only: a time-limit truncation is not a terminal state, its value still counts.
+    # Store next_obs before any reset: it is the state the transition reached.
+    replay_buffer.store_transition(obs, next_obs, action, float(reward), terminated)
+    if "episode" in info and verbose >= 1:
+        print(f"Episode return={float(info['episode']['r']):.2f} length={int(info['episode']['l'])}")
+    if terminated or truncated:
+        next_obs, _ = env.reset()  # no seed: the env was seeded once, on its first reset
+    return next_obs
+
+
+def linear_schedule(initial_value: float, final_value: float, current_step: int, max_steps: int) -> float:
+    """
+    Linear schedule (for epsilon), constant at `final_value` after `max_steps`. Works both directions.
+
+    :param initial_value: Value at step 0
+    :param final_value: Value at `max_steps` and after
+    :param current_step: Current step of the schedule
+    :param max_steps: Number of steps to go from initial to final value (> 0)
+    :return: The current value of the schedule.
+    """
+    if max_steps <= 0:
+        raise ValueError(f"max_steps must be > 0, got {max_steps}")
+    progress = min(max(current_step / max_steps, 0.0), 1.0)  # in [0, 1], clipped after max_steps
+    return initial_value + progress * (final_value - initial_value)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 4. The DQN update: TD target from the target network, loss, gradient, Adam step
+# ---------------------------------------------------------------------------------------------------------
+
+LOSSES = ("mse", "huber")
+
+
+def td_loss(
+    q_net: QNetwork,
+    q_target_net: QNetwork,
+    replay_data: ReplayBufferSamples,
+    gamma: float,
+    loss_fn: str = "mse",
+    double_dqn: bool = False,
+) -> tuple:
+    """
+    The TD loss of a batch and its gradient with respect to `q_net`'s parameters.
+
+    :param q_net: The Q-network to differentiate
+    :param q_target_net: The target network, for the TD target (no gradient flows through it)
+    :param replay_data: A mini-batch of transitions
+    :param gamma: The discount factor, in [0, 1]
+    :param loss_fn: "mse" (the tutorial's) or "huber" (smooth L1 with delta 1, as SB3 and Mnih et al. 2015)
+    :param double_dqn: Pick the next action with `q_net`, evaluate it with `q_target_net` (van Hasselt 2016)
+    :return: (loss, grads, mean Q-value of the batch's actions)
+    """
+    _check_range("gamma", gamma, 0.0, 1.0)
+    if loss_fn not in LOSSES:
+        raise ValueError(f"loss_fn must be one of {LOSSES}, got {loss_fn!r}")
+    batch_size = replay_data.rewards.shape[0]
+    rows = np.arange(batch_size)
+    actions = replay_data.actions[:, 0]  # (batch_size,)
+
+    # TD target: r + gamma * (1 - terminated) * max_a' Q_target(s', a')
+    next_q_values = q_target_net(replay_data.next_observations)  # (batch_size, n_actions)
+    if double_dqn:
+        next_actions = q_net(replay_data.next_observations).argmax(axis=1)  # (batch_size,) online net picks
+        next_q_values = next_q_values[rows, next_actions]  # (batch_size,) target net evaluates
+    else:
+        next_q_values = next_q_values.max(axis=1)  # (batch_size,) greedy policy
+    terminated = replay_data.terminateds.astype(next_q_values.dtype)  # (batch_size,) 1.0 where terminal
+    td_target = replay_data.rewards + gamma * (1 - terminated) * next_q_values  # (batch_size,)
+
+    # Q(s, a) for the actions that were taken; forward last, so backward uses this pass
+    q_values = q_net.forward(replay_data.observations)  # (batch_size, n_actions)
+    current_q_values = q_values[rows, actions]  # (batch_size,)
+    assert current_q_values.shape == (batch_size,), f"{current_q_values.shape} != {(batch_size,)}"
+    assert current_q_values.shape == td_target.shape, f"{current_q_values.shape} != {td_target.shape}"
+
+    td_error = current_q_values - td_target  # (batch_size,)
+    if loss_fn == "mse":
+        loss = np.mean(td_error**2)
+        grad_current_q = 2 * td_error / batch_size  # d mean(d^2) / d q
+    else:
+        abs_error = np.abs(td_error)
+        loss = np.mean(np.where(abs_error <= 1, 0.5 * td_error**2, abs_error - 0.5))  # quadratic, then linear
+        grad_current_q = np.clip(td_error, -1, 1) / batch_size  # the gradient is capped at 1 per sample
+    grad_q_values = np.zeros_like(q_values)  # (batch_size, n_actions): only the taken actions get gradient
+    grad_q_values[rows, actions] = grad_current_q
+    grads = q_net.backward(grad_q_values)
+    return float(loss), grads, float(current_q_values.mean())
+
+
+def clip_grad_norm(grads: dict, max_norm: float) -> float:
+    """Scale all gradients together so their global L2 norm is at most `max_norm`; return the norm before."""
+    total_norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads.values()))
+    if total_norm > max_norm:
+        for g in grads.values():
+            g *= max_norm / total_norm
+    return total_norm
+
+
+def dqn_update(
+    q_net: QNetwork,
+    q_target_net: QNetwork,
+    optimizer: Adam,
+    replay_buffer: ReplayBuffer,
+    batch_size: int,
+    gamma: float,
+    loss_fn: str = "mse",
+    max_grad_norm: Optional[float] = None,
+    double_dqn: bool = False,
+    info: Optional[dict] = None,
+) -> float:
+    """
+    One gradient step on the Q-network with a mini-batch from the replay buffer.
+
+    :param q_net: The Q-network to update
+    :param q_target_net: The target Q-network, to compute the TD target
+    :param optimizer: The optimizer (Adam over `q_net.parameters()`)
+    :param replay_buffer: The replay buffer containing the transitions
+    :param batch_size: The minibatch size, how many transitions to sample
+    :param gamma: The discount factor
+    :param loss_fn: "mse" or "huber"
+    :param max_grad_norm: Clip the global gradient norm to this value (None: no clipping)
+    :param double_dqn: Use the Double DQN target
+    :param info: If a dict is given, it receives "mean_q", the batch's mean Q(s, a), for logging
+    :return: The loss before the step
+    """
+    replay_data = replay_buffer.sample(batch_size)
+    loss, grads, mean_q = td_loss(q_net, q_target_net, replay_data, gamma, loss_fn, double_dqn)
+    if not math.isfinite(loss):  # stop before a NaN reaches the weights
+        raise ValueError(f"the TD loss is {loss}; the update was not applied (try a lower learning rate)")
+    if max_grad_norm is not None:
+        clip_grad_norm(grads, max_grad_norm)
+    optimizer.step(grads)
+    if info is not None:
+        info["mean_q"] = mean_q
+    return loss
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 5. Evaluation and the training loop
+# ---------------------------------------------------------------------------------------------------------
+
+
+def evaluate_policy(
+    eval_env: gym.Env,
+    q_net: QNetwork,
+    n_eval_episodes: int,
+    eval_exploration_rate: float = 0.0,
+    rng: Optional[np.random.Generator] = None,
+    verbose: int = 1,
+) -> tuple:
+    """
+    Run `n_eval_episodes` full episodes with an epsilon-greedy policy (greedy by default).
+
+    :param eval_env: The environment to evaluate the policy on (not the training env)
+    :param q_net: The Q-network to evaluate
+    :param n_eval_episodes: The number of episodes
+    :param eval_exploration_rate: The exploration rate to use during evaluation
+    :param rng: The run's generator (used only when eval_exploration_rate > 0)
+    :param verbose: 1 to print the tutorial's "Mean episode reward" line
+    :return: (mean, std) of the episode returns
+    """
+    _check_positive_int("n_eval_episodes", n_eval_episodes)
+    episode_returns = []
+    for _ in range(n_eval_episodes):
+        obs, _ = eval_env.reset()
+        total_reward, done = 0.0, False
+        while not done:
+            action = epsilon_greedy_action_selection(q_net, obs, eval_exploration_rate, eval_env.action_space, rng)
+            obs, reward, terminated, truncated, _ = eval_env.step(action)
+            total_reward += float(reward)
+            done = terminated or truncated
+        episode_returns.append(total_reward)
+    mean, std = float(np.mean(episode_returns)), float(np.std(episode_returns))
+    if verbose >= 1:
+        print(f"Mean episode reward: {mean:.2f} +/- {std:.2f}")
+    return mean, std
+
+
+def make_env(env_id: str, **kwargs) -> gym.Env:
+    """gym.make with clear errors: unknown ids, missing optional dependencies, spaces DQN cannot use."""
+    try:
+        env = gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as e:
+        raise ValueError(f"{env_id} needs an optional dependency that is not installed: {e}") from e
+    except gym.error.Error as e:
+        raise ValueError(f"unknown env id {env_id!r}: {e}") from e
+    if not isinstance(env.action_space, spaces.Discrete):
+        env.close()
+        raise ValueError(f"{env_id} has action space {env.action_space}; DQN needs a Discrete one")
+    if not isinstance(env.observation_space, spaces.Box):
+        env.close()
+        raise ValueError(f"{env_id} has observation space {env.observation_space}; minidqn needs a Box")
+    if len(env.observation_space.shape) != 1:
+        env = gym.wrappers.FlattenObservation(env)  # an image-like Box becomes one long vector
+    return env
+
+
+def run_dqn(
+    env_id: str = "CartPole-v1",
+    replay_buffer_size: int = 100_000,
+    target_network_update_interval: int = 10,
+    learning_starts: int = 1000,
+    exploration_initial_eps: float = 1.0,
+    exploration_final_eps: float = 0.04,
+    exploration_fraction: float = 0.1,
+    n_timesteps: int = 50_000,
+    update_interval: int = 2,
+    learning_rate: float = 1e-3,
+    batch_size: int = 64,
+    gamma: float = 0.99,
+    n_hidden_units: int = 64,
+    n_eval_episodes: int = 10,
+    evaluation_interval: int = 5000,
+    eval_exploration_rate: float = 0.0,
+    seed: int = 0,
+    loss_fn: str = "mse",
+    max_grad_norm: Optional[float] = None,
+    double_dqn: bool = False,
+    save_path: Optional[str] = None,
+    log_path: Optional[str] = None,
+    verbose: int = 1,
+) -> QNetwork:
+    """
+    Train DQN (with a target network) on a gymnasium env. `run_dqn()` is the CartPole-v1 demo.
+
+    Every hyperparameter is here, in one place.
+
+    :param env_id: Gymnasium env id (Box observations, Discrete actions)
+    :param replay_buffer_size: Max capacity of the replay buffer
+    :param target_network_update_interval: Copy the Q-network into the target network every this many env steps
+    :param learning_starts: Env steps of pure collection before the first gradient step
+    :param exploration_initial_eps: Epsilon at the start
+    :param exploration_final_eps: Epsilon after the schedule ends
+    :param exploration_fraction: Fraction of `n_timesteps` over which epsilon decays linearly
+    :param n_timesteps: Env steps in total
+    :param update_interval: One gradient step every this many env steps
+    :param learning_rate: Adam's step size
+    :param batch_size: Transitions per gradient step
+    :param gamma: The discount factor
+    :param n_hidden_units: Units in each of the two hidden layers
+    :param n_eval_episodes: Greedy episodes per periodic evaluation
+    :param evaluation_interval: Evaluate every this many env steps (0: never)
+    :param eval_exploration_rate: Epsilon during evaluation
+    :param seed: Seeds the run's one np.random.Generator and the envs' first reset
+    :param loss_fn: "mse" (the tutorial's) or "huber"
+    :param max_grad_norm: Global gradient-norm clipping threshold (None: off)
+    :param double_dqn: Use the Double DQN target
+    :param save_path: Save the trained network here (.npz) at the end, or when interrupted
+    :param log_path: Write the training log here (.npz) at the end, or when interrupted
+    :param verbose: 0 silent, 1 a line per evaluation, 2 also a line per training episode
+    :return: The trained Q-network
+    """
+    for name in ("replay_buffer_size", "target_network_update_interval", "n_timesteps", "update_interval",
+                 "batch_size", "n_hidden_units", "n_eval_episodes"):
+        _check_positive_int(name, locals()[name])
+    for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction", "gamma",
+                 "eval_exploration_rate"):
+        _check_range(name, locals()[name], 0.0, 1.0)
+    if learning_starts < 0 or evaluation_interval < 0:
+        raise ValueError("learning_starts and evaluation_interval must be >= 0")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if loss_fn not in LOSSES:
+        raise ValueError(f"loss_fn must be one of {LOSSES}, got {loss_fn!r}")
+    config = {k: v for k, v in locals().items() if k in inspect.signature(run_dqn).parameters}
+
+    # One generator drives every random draw of the run, so a seed fixes the whole run
+    rng = np.random.default_rng(seed)
+    env = gym.wrappers.RecordEpisodeStatistics(make_env(env_id))  # adds info["episode"] at episode ends
+    eval_env = make_env(env_id)
+    eval_env.reset(seed=seed + 1)  # seeded once; evaluate_policy's resets then continue its own RNG
+
+    q_net = QNetwork(env.observation_space, env.action_space, n_hidden_units, rng=rng)
+    q_target_net = QNetwork(env.observation_space, env.action_space, n_hidden_units, rng=rng)
+    q_target_net.load_state_dict(q_net.state_dict())  # a copy, never an alias
+    optimizer = Adam(q_net.parameters(), lr=learning_rate)
+    replay_buffer = ReplayBuffer(replay_buffer_size, env.observation_space, env.action_space, rng=rng)
+    exploration_steps = max(1, int(exploration_fraction * n_timesteps))
+
+    log = {"episode_steps": [], "episode_returns": [], "episode_lengths": [], "episode_epsilons": [],
+           "update_steps": [], "losses": [], "mean_qs": [], "eval_steps": [], "eval_means": [], "eval_stds": []}
+    update_info = {}
+    start_time = time.perf_counter()
+
+    def finish(reason: str) -> None:
+        if save_path is not None:
+            q_net.save(save_path)
+        if log_path is not None:
+            arrays = {k: np.asarray(v) for k, v in log.items()}
+            _atomic_savez(log_path, {**arrays, "config": np.array(json.dumps(config))})
+        if verbose >= 1:
+            saved = f"; network saved to {save_path}" if save_path is not None else ""
+            print(f"{reason} after {current_step} steps in {time.perf_counter() - start_time:.1f} s{saved}")
+
+    obs, _ = env.reset(seed=seed)  # the only seeded reset of the training env
+    current_step = 0
+    try:
+        for current_step in range(1, n_timesteps + 1):
+            exploration_rate = linear_schedule(
+                exploration_initial_eps, exploration_final_eps, current_step, exploration_steps
+            )
+            obs = collect_one_step(env, q_net, replay_buffer, obs, exploration_rate, int(verbose >= 2), rng)
+            if env.episode_count > len(log["episode_returns"]):  # an episode just ended
+                log["episode_steps"].append(current_step)
+                log["episode_returns"].append(float(env.return_queue[-1]))
+                log["episode_lengths"].append(int(env.length_queue[-1]))
+                log["episode_epsilons"].append(exploration_rate)
+
+            if current_step % target_network_update_interval == 0:
+                q_target_net.load_state_dict(q_net.state_dict())  # hard update: copy the online weights
+
+            if current_step % update_interval == 0 and current_step > learning_starts:
+                try:
+                    loss = dqn_update(q_net, q_target_net, optimizer, replay_buffer, batch_size, gamma,
+                                      loss_fn, max_grad_norm, double_dqn, update_info)
+                except ValueError as e:
+                    raise ValueError(f"step {current_step}: {e}") from e
+                log["update_steps"].append(current_step)
+                log["losses"].append(loss)
+                log["mean_qs"].append(update_info["mean_q"])
+
+            if evaluation_interval > 0 and current_step % evaluation_interval == 0:
+                mean, std = evaluate_policy(eval_env, q_net, n_eval_episodes, eval_exploration_rate, rng, verbose=0)
+                log["eval_steps"].append(current_step)
+                log["eval_means"].append(mean)
+                log["eval_stds"].append(std)
+                if verbose >= 1:
+                    recent_loss = np.mean(log["losses"][-100:]) if log["losses"] else float("nan")
+                    print(f"step {current_step:>7} | eps {exploration_rate:.3f} | loss {recent_loss:8.4f} | "
+                          f"Mean episode reward: {mean:.2f} +/- {std:.2f} | {time.perf_counter() - start_time:.1f} s")
+    except KeyboardInterrupt:
+        finish("Interrupted")
+        raise
+    finally:
+        env.close()
+        eval_env.close()
+    finish("Done")
+    return q_net
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line: every run_dqn keyword is a flag, spelled with dashes
+# ---------------------------------------------------------------------------------------------------------
+
+# Types of the keywords whose default is None (the others take their default's type)
+_OPTIONAL_TYPES = {"max_grad_norm": float, "save_path": str, "log_path": str}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Train DQN with minidqn. With no flags: the CartPole-v1 demo.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,  # a mistyped flag is an error, not a silent match of a longer one
+    )
+    # The help text of each flag is the ":param name:" line of run_dqn's docstring
+    docs = dict(re.findall(r":param (\w+): (.+)", run_dqn.__doc__))
+    for name, param in inspect.signature(run_dqn).parameters.items():
+        flags = ["--" + name.replace("_", "-")] + (["--save"] if name == "save_path" else [])
+        default, help_text = param.default, docs[name]
+        if isinstance(default, bool):
+            parser.add_argument(*flags, dest=name, default=default, help=help_text,
+                                action=argparse.BooleanOptionalAction)
+        else:
+            kind = _OPTIONAL_TYPES[name] if default is None else type(default)
+            parser.add_argument(*flags, dest=name, default=default, help=help_text, type=kind,
+                                metavar=kind.__name__.upper())
+    return parser
+
+
+def main(argv: Optional[list] = None) -> int:
+    args = build_parser().parse_args(argv)  # an unknown flag exits with status 2 and names it
+    try:
+        run_dqn(**vars(args))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # run_dqn has already saved what it learned (with --save)
+        print("Interrupted by the user.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

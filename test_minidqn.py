@@ -1,0 +1,680 @@
+"""Tests for minidqn. Run with `python -m pytest` (a minute or two on 2 cores, deterministic: every seed is fixed)."""
+
+import collections
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+import minidqn
+from minidqn import (
+    Adam,
+    QNetwork,
+    ReplayBuffer,
+    ReplayBufferSamples,
+    collect_one_step,
+    dqn_update,
+    epsilon_greedy_action_selection,
+    evaluate_policy,
+    linear_schedule,
+    run_dqn,
+    td_loss,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Small envs whose true Q-values are known by hand
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ChainEnv(gym.Env):
+    """Observation [t / 10], reward 1 every step. With `terminal_at`, reaching t == terminal_at terminates;
+    without it the env never terminates and only a TimeLimit wrapper truncates it."""
+
+    def __init__(self, terminal_at=None, reward=1.0):
+        self.observation_space = spaces.Box(-10.0, 10.0, (1,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+        self.terminal_at = terminal_at
+        self.reward = reward
+        self.t = 0
+
+    def _obs(self):
+        return np.array([self.t / 10], dtype=np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        terminated = self.terminal_at is not None and self.t >= self.terminal_at
+        return self._obs(), self.reward, terminated, False, {}
+
+
+gym.register("MinidqnTest/Overflow-v0", entry_point=lambda: ChainEnv(reward=1e30), max_episode_steps=5)
+gym.register("MinidqnTest/Chain-v0", entry_point=lambda: ChainEnv(terminal_at=3), max_episode_steps=10)
+
+
+@pytest.fixture
+def cartpole():
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    yield env
+    env.close()
+
+
+def make_pair(env, seed=0, **kwargs):
+    rng = np.random.default_rng(seed)
+    q_net = QNetwork(env.observation_space, env.action_space, rng=rng, **kwargs)
+    q_target_net = QNetwork(env.observation_space, env.action_space, rng=rng, **kwargs)
+    q_target_net.load_state_dict(q_net.state_dict())
+    return q_net, q_target_net
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The tutorial's own check cells, as tests
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_tutorial_replay_buffer_cells(cartpole):
+    env = cartpole
+    buffer = ReplayBuffer(1000, env.observation_space, env.action_space)
+    obs, _ = env.reset()
+    for _ in range(500):
+        action = int(env.action_space.sample())
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        buffer.store_transition(obs, next_obs, action, float(reward), terminated)
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+    assert not buffer.is_full
+    assert buffer.current_idx == 500
+    samples = buffer.sample(batch_size=10)
+    assert len(samples.observations) == 10
+    assert samples.actions.shape == (10, 1)
+
+    for _ in range(1000):
+        action = int(env.action_space.sample())
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        buffer.store_transition(obs, next_obs, action, float(reward), terminated)
+        obs = next_obs
+        if terminated or truncated:
+            obs, _ = env.reset()
+    assert buffer.is_full
+    assert buffer.current_idx == 500
+    samples = buffer.sample(batch_size=1001)  # with replacement: more than the capacity
+    assert len(samples.observations) == 1001
+    assert samples.actions.shape == (1001, 1)
+    assert buffer.rewards.dtype == np.float32 and buffer.terminateds.dtype == bool
+
+
+def test_tutorial_q_network_cell(cartpole):
+    q_net = QNetwork(cartpole.observation_space, cartpole.action_space)
+    obs, _ = cartpole.reset()
+    q_values = q_net(obs[np.newaxis, ...])
+    assert q_values.shape == (1, 2)
+    assert isinstance(int(q_values.argmax()), int)
+
+
+def test_tutorial_collect_and_schedule_cells(cartpole):
+    env = cartpole
+    q_net = QNetwork(env.observation_space, env.action_space)
+    buffer = ReplayBuffer(2000, env.observation_space, env.action_space)
+    obs, _ = env.reset()
+    for _ in range(1000):
+        obs = collect_one_step(env, q_net, buffer, obs, exploration_rate=0.1)
+    assert buffer.current_idx == 1000
+    for _ in range(1000):
+        obs = collect_one_step(env, q_net, buffer, obs, exploration_rate=0.1)
+    assert buffer.current_idx == 0
+    assert buffer.is_full
+
+    exploration_initial_eps, exploration_final_eps, n_steps = 1.0, 0.01, 100
+    for step in range(n_steps + 1):
+        exploration_rate = linear_schedule(exploration_initial_eps, exploration_final_eps, step, n_steps)
+        if step == 0:
+            assert exploration_rate == exploration_initial_eps
+        obs = collect_one_step(env, q_net, buffer, obs, exploration_rate=exploration_rate)
+    assert np.allclose(exploration_rate, exploration_final_eps)
+
+
+def test_tutorial_part2_update_smoke(cartpole):
+    env = cartpole
+    q_net = QNetwork(env.observation_space, env.action_space)
+    q_target_net = QNetwork(env.observation_space, env.action_space)
+    q_target_net.load_state_dict(q_net.state_dict())
+    optimizer = Adam(q_net.parameters(), lr=0.001)
+    replay_buffer = ReplayBuffer(2000, env.observation_space, env.action_space)
+    obs, _ = env.reset()
+    for _ in range(1000):
+        obs = collect_one_step(env, q_net, replay_buffer, obs, exploration_rate=0.1)
+    before = q_net.state_dict()
+    for _ in range(10):
+        loss = dqn_update(q_net, q_target_net, optimizer, replay_buffer, batch_size=32, gamma=0.99)
+        assert np.isfinite(loss) and loss >= 0
+    assert any(not np.array_equal(before[k], v) for k, v in q_net.parameters().items())
+
+
+def test_linear_schedule_clips_and_goes_both_ways():
+    assert linear_schedule(1.0, 0.0, 5, 10) == pytest.approx(0.5)
+    assert linear_schedule(1.0, 0.0, 50, 10) == 0.0  # constant after max_steps
+    assert linear_schedule(0.0, 2.0, 5, 10) == pytest.approx(1.0)  # increasing
+    assert linear_schedule(0.0, 2.0, 11, 10) == 2.0
+
+
+def test_collect_one_step_prints_the_tutorial_episode_line(capsys):
+    env = gym.wrappers.RecordEpisodeStatistics(gym.make("MinidqnTest/Chain-v0"))
+    q_net = QNetwork(env.observation_space, env.action_space, rng=np.random.default_rng(0))
+    buffer = ReplayBuffer(10, env.observation_space, env.action_space)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        obs = collect_one_step(env, q_net, buffer, obs, verbose=1, rng=np.random.default_rng(0))
+    assert capsys.readouterr().out == "Episode return=3.00 length=3\n"
+
+
+class ResetSpy(gym.Wrapper):
+    def __init__(self, env):
+        super().__init__(env)
+        self.seeds = []
+
+    def reset(self, *, seed=None, options=None):
+        self.seeds.append(seed)
+        return self.env.reset(seed=seed, options=options)
+
+
+def test_collect_one_step_resets_without_a_seed():
+    env = ResetSpy(gym.make("MinidqnTest/Chain-v0"))
+    q_net = QNetwork(env.observation_space, env.action_space, rng=np.random.default_rng(0))
+    buffer = ReplayBuffer(20, env.observation_space, env.action_space)
+    obs, _ = env.reset(seed=5)
+    for _ in range(9):  # three episodes of three steps
+        obs = collect_one_step(env, q_net, buffer, obs, rng=np.random.default_rng(0))
+    assert env.seeds == [5, None, None, None], "the env must be seeded once, on its first reset"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The ring buffer against a deque model (Hypothesis stateful testing)
+# ---------------------------------------------------------------------------------------------------------
+
+N_ACTIONS = 3
+
+
+def transition(uid):
+    """Every field of transition `uid` is derived from it, so a sampled row shows whether it is whole."""
+    obs = np.full(2, uid, dtype=np.float32)
+    return obs, obs + 0.5, uid % N_ACTIONS, float(uid), uid % 3 == 0
+
+
+class RingBufferMachine(RuleBasedStateMachine):
+    @initialize(buffer_size=st.integers(1, 12), seed=st.integers(0, 2**16))
+    def setup(self, buffer_size, seed):
+        obs_space = spaces.Box(-np.inf, np.inf, (2,), dtype=np.float32)
+        self.buffer = ReplayBuffer(buffer_size, obs_space, spaces.Discrete(N_ACTIONS), rng=np.random.default_rng(seed))
+        self.model = collections.deque(maxlen=buffer_size)
+        self.n_pushed = 0
+
+    @rule(n=st.integers(1, 15))
+    def push(self, n):
+        for _ in range(n):
+            self.n_pushed += 1
+            uid = self.n_pushed  # ids start at 1: an unwritten (all-zero) slot can never pass as a transition
+            self.buffer.store_transition(*transition(uid))
+            self.model.append(uid)
+
+    @precondition(lambda self: len(self.model) > 0)
+    @rule(batch_size=st.integers(1, 40))
+    def sample_whole_transitions(self, batch_size):
+        s = self.buffer.sample(batch_size)
+        assert s.observations.shape == (batch_size, 2) and s.actions.shape == (batch_size, 1)
+        for i in range(batch_size):
+            uid = int(s.observations[i, 0])
+            assert uid in self.model, f"sampled id {uid} is not among the stored {list(self.model)}"
+            obs, next_obs, action, reward, terminated = transition(uid)
+            np.testing.assert_array_equal(s.observations[i], obs)
+            np.testing.assert_array_equal(s.next_observations[i], next_obs)
+            assert s.actions[i, 0] == action and s.rewards[i] == reward and s.terminateds[i] == terminated
+
+    @precondition(lambda self: len(self.model) == 0)
+    @rule()
+    def sample_empty_is_refused(self):
+        with pytest.raises(ValueError, match="empty"):
+            self.buffer.sample(1)
+
+    @invariant()
+    def bookkeeping_matches_model(self):
+        size = self.buffer.buffer_size
+        assert len(self.buffer) == len(self.model)
+        assert self.buffer.current_idx == self.n_pushed % size
+        assert self.buffer.is_full == (self.n_pushed >= size)
+
+    @invariant()
+    def contents_are_chronological(self):
+        b = self.buffer
+        order = list(range(b.current_idx, b.buffer_size)) + list(range(b.current_idx)) if b.is_full else list(
+            range(b.current_idx)
+        )
+        assert [int(b.observations[i, 0]) for i in order] == list(self.model)
+
+
+RingBufferMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+TestRingBuffer = RingBufferMachine.TestCase
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Gradients: float64 central finite differences, every entry of every parameter
+# ---------------------------------------------------------------------------------------------------------
+
+
+def finite_difference_grads(params, loss_of_params, h=1e-5):
+    """Central differences (f(p + h) - f(p - h)) / 2h for every entry of every array in `params`."""
+    grads = {}
+    for k, p in params.items():
+        g = np.zeros_like(p)
+        for idx in np.ndindex(p.shape):
+            old = p[idx]
+            p[idx] = old + h
+            plus = loss_of_params()
+            p[idx] = old - h
+            minus = loss_of_params()
+            p[idx] = old
+            g[idx] = (plus - minus) / (2 * h)
+        grads[k] = g
+    return grads
+
+
+def assert_grads_close(analytic, numeric):
+    assert analytic.keys() == numeric.keys()
+    for k in analytic:
+        assert analytic[k].shape == numeric[k].shape
+        err = np.max(np.abs(analytic[k] - numeric[k])) / max(1.0, np.max(np.abs(numeric[k])))
+        assert err < 1e-6, f"gradient of {k} is off by {err:.2e}"
+
+
+@pytest.mark.parametrize("activation_fn", ["relu", "tanh"])
+def test_backward_matches_finite_differences(activation_fn):
+    rng = np.random.default_rng(1)
+    obs_space = spaces.Box(-1, 1, (3,), dtype=np.float64)
+    q_net = QNetwork(obs_space, spaces.Discrete(4), n_hidden_units=5, activation_fn=activation_fn,
+                     dtype=np.float64, rng=rng)
+    x = rng.normal(size=(7, 3))
+    upstream = rng.normal(size=(7, 4))  # L = sum(upstream * Q(x)), so dL/dQ = upstream
+
+    q_net.forward(x)
+    analytic = q_net.backward(upstream)
+    assert {k: v.shape for k, v in analytic.items()} == {k: v.shape for k, v in q_net.parameters().items()}
+    numeric = finite_difference_grads(q_net.parameters(), lambda: float(np.sum(upstream * q_net.forward(x))))
+    assert_grads_close(analytic, numeric)
+
+
+@pytest.mark.parametrize("loss_fn", ["mse", "huber"])
+@pytest.mark.parametrize("double_dqn", [False, True])
+def test_td_loss_gradient_matches_finite_differences(loss_fn, double_dqn):
+    rng = np.random.default_rng(2)
+    obs_space = spaces.Box(-1, 1, (3,), dtype=np.float64)
+    q_net = QNetwork(obs_space, spaces.Discrete(2), n_hidden_units=6, dtype=np.float64, rng=rng)
+    q_target_net = QNetwork(obs_space, spaces.Discrete(2), n_hidden_units=6, dtype=np.float64, rng=rng)
+    batch = 12
+    # rewards spread from -3 to 3, so TD errors fall on both sides of the Huber kink at |error| = 1
+    data = ReplayBufferSamples(
+        observations=rng.normal(size=(batch, 3)),
+        next_observations=rng.normal(size=(batch, 3)),
+        actions=rng.integers(0, 2, size=(batch, 1)),
+        rewards=np.linspace(-3, 3, batch),
+        terminateds=np.arange(batch) % 4 == 0,
+    )
+    _, _, _ = td_loss(q_net, q_target_net, data, 0.9, loss_fn, double_dqn)
+    current = q_net.forward(data.observations)[np.arange(batch), data.actions[:, 0]]
+    next_q = q_target_net(data.next_observations)
+    errors = current - (data.rewards + 0.9 * ~data.terminateds * next_q.max(axis=1))
+    if not double_dqn:
+        assert np.any(np.abs(errors) < 1) and np.any(np.abs(errors) > 1), "the batch must straddle the kink"
+
+    loss, analytic, _ = td_loss(q_net, q_target_net, data, 0.9, loss_fn, double_dqn)
+    numeric = finite_difference_grads(
+        q_net.parameters(), lambda: td_loss(q_net, q_target_net, data, 0.9, loss_fn, double_dqn)[0]
+    )
+    assert_grads_close(analytic, numeric)
+
+
+def test_huber_loss_values_on_both_sides_of_the_kink():
+    obs_space = spaces.Box(-1, 1, (1,), dtype=np.float64)
+    q_net = QNetwork(obs_space, spaces.Discrete(1), n_hidden_units=2, dtype=np.float64)
+    for k, v in q_net.parameters().items():
+        v[...] = 0  # Q == 0 everywhere, so the TD error is minus the reward
+    data = ReplayBufferSamples(np.zeros((2, 1)), np.zeros((2, 1)), np.zeros((2, 1), dtype=int),
+                               np.array([0.5, 3.0]), np.array([True, True]))
+    huber = td_loss(q_net, q_net, data, 0.99, "huber")[0]
+    mse = td_loss(q_net, q_net, data, 0.99, "mse")[0]
+    assert huber == pytest.approx((0.5 * 0.5**2 + (3.0 - 0.5)) / 2)
+    assert mse == pytest.approx((0.5**2 + 3.0**2) / 2)
+
+
+def test_gradient_clipping_caps_the_global_norm():
+    grads = {"a": np.array([3.0, 0.0]), "b": np.array([[4.0]])}
+    norm = minidqn.clip_grad_norm(grads, 1.0)
+    assert norm == pytest.approx(5.0)
+    assert np.sqrt(sum(np.sum(g**2) for g in grads.values())) == pytest.approx(1.0)
+    np.testing.assert_allclose(grads["a"], [0.6, 0.0])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Adam against Kingma & Ba's Algorithm 1, unrolled by hand
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_adam_matches_hand_unrolled_algorithm_1():
+    rng = np.random.default_rng(4)
+    lr, beta1, beta2, eps = 0.01, 0.9, 0.999, 1e-8
+    params = {"w": rng.normal(size=(3, 2)), "b": rng.normal(size=2)}
+    expected = {k: v.copy() for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in params.items()}
+    v = {k: np.zeros_like(p) for k, p in params.items()}
+    optimizer = Adam(params, lr=lr, betas=(beta1, beta2), eps=eps)
+    for t in range(1, 6):
+        grads = {k: rng.normal(size=p.shape) for k, p in params.items()}
+        for k in params:
+            m[k] = beta1 * m[k] + (1 - beta1) * grads[k]
+            v[k] = beta2 * v[k] + (1 - beta2) * grads[k] ** 2
+            m_hat = m[k] / (1 - beta1**t)
+            v_hat = v[k] / (1 - beta2**t)
+            expected[k] = expected[k] - lr * m_hat / (np.sqrt(v_hat) + eps)
+        optimizer.step(grads)
+        for k in params:
+            np.testing.assert_allclose(params[k], expected[k], rtol=1e-12, atol=1e-14)
+    # the first step of Adam moves every entry by almost exactly lr, whatever the gradient's scale
+    p = {"x": np.zeros(4)}
+    Adam(p, lr=0.1).step({"x": np.array([1e-3, -5.0, 7.0, -1e3])})
+    np.testing.assert_allclose(p["x"], [-0.1, 0.1, -0.1, 0.1], rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Target network, termination and truncation
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_target_network_is_a_copy_and_does_not_move(cartpole):
+    q_net, q_target_net = make_pair(cartpole)
+    for k in q_net.parameters():
+        assert not np.shares_memory(q_net.parameters()[k], q_target_net.parameters()[k])
+    buffer = ReplayBuffer(500, cartpole.observation_space, cartpole.action_space, rng=np.random.default_rng(0))
+    obs, _ = cartpole.reset()
+    for _ in range(200):
+        obs = collect_one_step(cartpole, q_net, buffer, obs, 1.0, rng=np.random.default_rng(0))
+    target_before = q_target_net.state_dict()
+    online_before = q_net.state_dict()
+    dqn_update(q_net, q_target_net, Adam(q_net.parameters()), buffer, 32, 0.99)
+    for k in target_before:
+        np.testing.assert_array_equal(q_target_net.parameters()[k], target_before[k])
+        assert not np.array_equal(q_net.parameters()[k], online_before[k])
+
+
+def train_on_chain(env, gamma, seed=0, n_updates=1500):
+    rng = np.random.default_rng(seed)
+    q_net = QNetwork(env.observation_space, env.action_space, n_hidden_units=32, rng=rng)
+    q_target_net = QNetwork(env.observation_space, env.action_space, n_hidden_units=32, rng=rng)
+    buffer = ReplayBuffer(300, env.observation_space, env.action_space, rng=rng)
+    obs, _ = env.reset(seed=seed)
+    for _ in range(300):
+        obs = collect_one_step(env, q_net, buffer, obs, exploration_rate=1.0, rng=rng)
+    optimizer = Adam(q_net.parameters(), lr=3e-3)
+    for i in range(n_updates):
+        if i % 20 == 0:
+            q_target_net.load_state_dict(q_net.state_dict())
+        dqn_update(q_net, q_target_net, optimizer, buffer, 32, gamma)
+    return q_net, buffer
+
+
+def test_time_limit_truncation_bootstraps():
+    # Never terminates, truncated after 3 steps: every state is worth 1 + g + g^2 + ... = 1 / (1 - g) = 2.
+    # Treating the truncation as terminal would teach Q(t=2) = 1 instead.
+    env = gym.wrappers.TimeLimit(ChainEnv(terminal_at=None), max_episode_steps=3)
+    q_net, buffer = train_on_chain(env, gamma=0.5)
+    assert not buffer.terminateds.any(), "a truncation was stored as a termination"
+    # next_obs is stored before the reset: the truncating step reached t = 3, not the reset state t = 0
+    last_steps = buffer.observations[:, 0] == np.float32(0.2)
+    np.testing.assert_allclose(buffer.next_observations[last_steps, 0], 0.3, rtol=1e-6)
+    q = q_net(np.array([[0.0], [0.1], [0.2]], dtype=np.float32)).max(axis=1)
+    np.testing.assert_allclose(q, [2.0, 2.0, 2.0], atol=0.08)
+
+
+def test_termination_cuts_the_bootstrap():
+    # Terminates on reaching t = 3: Q(t) = sum of the remaining rewards, discounted: 1.75, 1.5, 1.
+    env = ChainEnv(terminal_at=3)
+    q_net, buffer = train_on_chain(env, gamma=0.5)
+    assert buffer.terminateds[buffer.observations[:, 0] == np.float32(0.2)].all()
+    q = q_net(np.array([[0.0], [0.1], [0.2]], dtype=np.float32)).max(axis=1)
+    np.testing.assert_allclose(q, [1.75, 1.5, 1.0], atol=0.08)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad input: clear ValueErrors
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_bad_input_gets_clear_errors(cartpole):
+    box, discrete = cartpole.observation_space, cartpole.action_space
+    with pytest.raises(ValueError, match="buffer_size must be an integer >= 1"):
+        ReplayBuffer(0, box, discrete)
+    with pytest.raises(ValueError, match="Discrete action space"):
+        ReplayBuffer(10, box, spaces.Box(-1, 1, (1,)))
+    with pytest.raises(ValueError, match="n_hidden_units must be an integer >= 1"):
+        QNetwork(box, discrete, n_hidden_units=0)
+    with pytest.raises(ValueError, match="Discrete action space"):
+        QNetwork(box, spaces.Box(-1, 1, (2,)))
+    with pytest.raises(ValueError, match="1-D Box observation space"):
+        QNetwork(spaces.Box(0, 1, (4, 4)), discrete)
+    with pytest.raises(ValueError, match="1-D Box observation space"):
+        QNetwork(spaces.Discrete(3), discrete)
+    with pytest.raises(ValueError, match="activation_fn must be one of"):
+        QNetwork(box, discrete, activation_fn="sigmoid")
+    buffer = ReplayBuffer(10, box, discrete)
+    with pytest.raises(ValueError, match="empty replay buffer"):
+        buffer.sample(4)
+    buffer.store_transition(np.zeros(4), np.zeros(4), 0, 1.0, False)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        buffer.sample(0)
+    q_net = QNetwork(box, discrete)
+    with pytest.raises(ValueError, match=r"observations of shape \(batch_size, 4\)"):
+        q_net(np.zeros(4))
+    for rate in (-0.1, 1.5):
+        with pytest.raises(ValueError, match=r"exploration_rate must be in \[0.0, 1.0\]"):
+            epsilon_greedy_action_selection(q_net, np.zeros(4, dtype=np.float32), rate, discrete)
+    with pytest.raises(ValueError, match=r"gamma must be in \[0.0, 1.0\]"):
+        dqn_update(q_net, q_net, Adam(q_net.parameters()), buffer, 4, gamma=1.5)
+    with pytest.raises(ValueError, match="max_steps must be > 0"):
+        linear_schedule(1.0, 0.0, 1, 0)
+    with pytest.raises(ValueError, match="max_steps must be > 0"):
+        linear_schedule(1.0, 0.0, 1, -5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"env_id": "Pendulum-v1"}, "DQN needs a Discrete one"),
+        ({"env_id": "NoSuchEnv-v0"}, "unknown env id 'NoSuchEnv-v0'"),
+        ({"gamma": -0.5}, r"gamma must be in \[0.0, 1.0\]"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"n_hidden_units": 0}, "n_hidden_units must be an integer >= 1"),
+        ({"replay_buffer_size": 0}, "replay_buffer_size must be an integer >= 1"),
+        ({"loss_fn": "l1"}, "loss_fn must be one of"),
+    ],
+)
+def test_run_dqn_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        run_dqn(n_timesteps=10, verbose=0, **kwargs)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_non_finite_loss_stops_with_the_step():
+    # rewards of 1e30 overflow float32 once squared: the first update (step 12) must refuse to go on
+    with pytest.raises(ValueError, match=r"step 12: the TD loss is inf"):
+        run_dqn(env_id="MinidqnTest/Overflow-v0", n_timesteps=100, learning_starts=10, verbose=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip(tmp_path, cartpole):
+    q_net = QNetwork(cartpole.observation_space, cartpole.action_space, n_hidden_units=16, activation_fn="tanh",
+                     rng=np.random.default_rng(0))
+    path = tmp_path / "q.npz"
+    q_net.save(str(path))
+    loaded = QNetwork.load(str(path))
+    x = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x), q_net(x))
+    assert loaded.n_hidden_units == 16 and loaded.activation_name == "tanh" and loaded.dtype == np.float32
+    assert [p.name for p in tmp_path.iterdir()] == ["q.npz"], "no temporary file is left behind"
+    other = tmp_path / "no_suffix"  # np.savez would add ".npz" to a bare path name; save must not
+    q_net.save(str(other))
+    assert other.exists()
+
+
+def test_checkpoint_load_refuses_pickles_and_junk(tmp_path):
+    evil = tmp_path / "evil.npz"
+    with open(evil, "wb") as f:
+        pickle.dump({"W1": np.zeros(3)}, f)
+    with pytest.raises(ValueError, match="not a minidqn checkpoint"):
+        QNetwork.load(str(evil))
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, minidqn_meta=np.array([{"code": "x"}], dtype=object))  # stored as a pickle inside
+    with pytest.raises(ValueError, match="not a minidqn checkpoint"):
+        QNetwork.load(str(objects))
+    junk = tmp_path / "junk.npz"
+    junk.write_text("hello")
+    with pytest.raises(ValueError, match="not a minidqn checkpoint"):
+        QNetwork.load(str(junk))
+    other = tmp_path / "other.npz"
+    np.savez(other, weights=np.zeros(3))
+    with pytest.raises(ValueError, match="not a minidqn checkpoint"):
+        QNetwork.load(str(other))
+
+
+def test_checkpoint_shapes_are_validated(tmp_path, cartpole):
+    q_net = QNetwork(cartpole.observation_space, cartpole.action_space, rng=np.random.default_rng(0))
+    path = tmp_path / "q.npz"
+    q_net.save(str(path))
+    with np.load(path) as data:
+        arrays = dict(data)
+    arrays["W2"] = np.zeros((64, 3), dtype=np.float32)
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"parameter W2 has shape \(64, 3\)"):
+        QNetwork.load(str(path))
+
+
+def test_a_failed_save_keeps_the_old_file(tmp_path, cartpole, monkeypatch):
+    q_net = QNetwork(cartpole.observation_space, cartpole.action_space, rng=np.random.default_rng(0))
+    path = tmp_path / "q.npz"
+    q_net.save(str(path))
+    good = path.read_bytes()
+
+    def crash(file, **arrays):
+        file.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        q_net.save(str(path))
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["q.npz"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The training loop: determinism, learning, evaluation
+# ---------------------------------------------------------------------------------------------------------
+
+SMALL = dict(n_timesteps=2000, learning_starts=200, evaluation_interval=0, verbose=0)
+
+
+def test_same_seed_same_weights_different_seed_different_weights():
+    a, b, c = run_dqn(seed=1, **SMALL), run_dqn(seed=1, **SMALL), run_dqn(seed=2, **SMALL)
+    for k in a.parameters():
+        np.testing.assert_array_equal(a.parameters()[k], b.parameters()[k])
+    assert any(not np.array_equal(a.parameters()[k], c.parameters()[k]) for k in a.parameters())
+
+
+def test_a_short_run_beats_a_random_policy_by_a_wide_margin():
+    q_net = run_dqn(n_timesteps=12_000, evaluation_interval=0, verbose=0, seed=0)
+    env = gym.make("CartPole-v1")
+    env.reset(seed=123)
+    mean, _ = evaluate_policy(env, q_net, 20, verbose=0)
+    random_mean, _ = evaluate_policy(env, q_net, 20, eval_exploration_rate=1.0, rng=np.random.default_rng(0),
+                                     verbose=0)
+    assert random_mean < 40  # a random policy keeps the pole up for about 22 steps
+    assert mean > 150, f"greedy mean return {mean} after 12k steps"
+
+
+def test_evaluate_policy_prints_the_tutorial_line(capsys, cartpole):
+    q_net = QNetwork(cartpole.observation_space, cartpole.action_space, rng=np.random.default_rng(0))
+    mean, std = evaluate_policy(cartpole, q_net, 3)
+    assert capsys.readouterr().out == f"Mean episode reward: {mean:.2f} +/- {std:.2f}\n"
+
+
+def test_run_dqn_prints_progress(capsys):
+    run_dqn(n_timesteps=400, learning_starts=100, evaluation_interval=200, n_eval_episodes=2, seed=0)
+    out = capsys.readouterr().out
+    assert out.count("Mean episode reward:") == 2 and "step     400" in out and "Done after 400 steps" in out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------------------------------------
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, os.path.join(HERE, "minidqn.py"), *args], capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def test_cli_trains_saves_and_reports(tmp_path):
+    path = tmp_path / "cartpole.npz"
+    result = run_cli("--n-timesteps", "1500", "--learning-starts", "500", "--evaluation-interval", "500",
+                     "--n-eval-episodes", "2", "--seed", "3", "--save", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Mean episode reward:") == 3
+    assert QNetwork.load(str(path)).n_actions == 2
+
+
+def test_cli_help_and_unknown_flags():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ("--n-timesteps", "--env-id", "--seed", "--target-network-update-interval", "--save"):
+        assert flag in result.stdout
+    result = run_cli("--n-timestepz", "10")
+    assert result.returncode == 2 and "--n-timestepz" in result.stderr
+    result = run_cli("--gamma", "3")
+    assert result.returncode == 2 and "gamma must be in [0.0, 1.0]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_saves_what_was_learned(tmp_path):
+    path = tmp_path / "interrupted.npz"
+    proc = subprocess.Popen(
+        [sys.executable, "-u", os.path.join(HERE, "minidqn.py"), "--n-timesteps", "10000000",
+         "--evaluation-interval", "1000", "--n-eval-episodes", "1", "--save", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        first_line = proc.stdout.readline()  # wait until training is under way
+        assert "Mean episode reward" in first_line
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "Interrupted" in out
+    assert QNetwork.load(str(path)).n_actions == 2
