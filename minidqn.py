@@ -69,6 +69,9 @@ def _atomic_savez(path: str, arrays: dict) -> None:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes the file private; give it a normal file's mode
         os.replace(tmp_path, path)  # atomic on POSIX and Windows
     except BaseException:
         if os.path.exists(tmp_path):
@@ -644,6 +647,7 @@ def run_dqn(
     n_timesteps: int = 50_000,
     update_interval: int = 2,
     learning_rate: float = 1e-3,
+    final_learning_rate: Optional[float] = None,
     batch_size: int = 64,
     gamma: float = 0.99,
     n_hidden_units: int = 64,
@@ -654,6 +658,7 @@ def run_dqn(
     loss_fn: str = "mse",
     max_grad_norm: Optional[float] = None,
     double_dqn: bool = False,
+    tau: float = 1.0,
     save_path: Optional[str] = None,
     log_path: Optional[str] = None,
     verbose: int = 1,
@@ -673,6 +678,7 @@ def run_dqn(
     :param n_timesteps: Env steps in total
     :param update_interval: One gradient step every this many env steps
     :param learning_rate: Adam's step size
+    :param final_learning_rate: If set, the step size decays linearly to this value over the run (None: constant)
     :param batch_size: Transitions per gradient step
     :param gamma: The discount factor
     :param n_hidden_units: Units in each of the two hidden layers
@@ -683,6 +689,7 @@ def run_dqn(
     :param loss_fn: "mse" (the tutorial's) or "huber"
     :param max_grad_norm: Global gradient-norm clipping threshold (None: off)
     :param double_dqn: Use the Double DQN target
+    :param tau: Target update: target = tau * online + (1 - tau) * target (1: copy, as Mnih et al. 2015)
     :param save_path: Save the trained network here (.npz) at the end, or when interrupted
     :param log_path: Write the training log here (.npz) at the end, or when interrupted
     :param verbose: 0 silent, 1 a line per evaluation, 2 also a line per training episode
@@ -692,7 +699,7 @@ def run_dqn(
                  "batch_size", "n_hidden_units", "n_eval_episodes"):
         _check_positive_int(name, locals()[name])
     for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction", "gamma",
-                 "eval_exploration_rate"):
+                 "eval_exploration_rate", "tau"):
         _check_range(name, locals()[name], 0.0, 1.0)
     if learning_starts < 0 or evaluation_interval < 0:
         raise ValueError("learning_starts and evaluation_interval must be >= 0")
@@ -745,9 +752,15 @@ def run_dqn(
                 log["episode_epsilons"].append(exploration_rate)
 
             if current_step % target_network_update_interval == 0:
-                q_target_net.load_state_dict(q_net.state_dict())  # hard update: copy the online weights
+                if tau == 1.0:
+                    q_target_net.load_state_dict(q_net.state_dict())  # hard update: copy the online weights
+                else:
+                    for k, target in q_target_net.parameters().items():  # soft (Polyak) update
+                        target += tau * (q_net.parameters()[k] - target)
 
             if current_step % update_interval == 0 and current_step > learning_starts:
+                if final_learning_rate is not None:
+                    optimizer.lr = linear_schedule(learning_rate, final_learning_rate, current_step, n_timesteps)
                 try:
                     loss = dqn_update(q_net, q_target_net, optimizer, replay_buffer, batch_size, gamma,
                                       loss_fn, max_grad_norm, double_dqn, update_info)
@@ -781,7 +794,7 @@ def run_dqn(
 # ---------------------------------------------------------------------------------------------------------
 
 # Types of the keywords whose default is None (the others take their default's type)
-_OPTIONAL_TYPES = {"max_grad_norm": float, "save_path": str, "log_path": str}
+_OPTIONAL_TYPES = {"final_learning_rate": float, "max_grad_norm": float, "save_path": str, "log_path": str}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -678,3 +678,68 @@ def test_ctrl_c_saves_what_was_learned(tmp_path):
     assert proc.returncode == 130
     assert "Traceback" not in err and "Interrupted" in out
     assert QNetwork.load(str(path)).n_actions == 2
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The training log and plots.py
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_log_round_trips_into_plots_and_does_not_change_training(tmp_path):
+    import plots
+
+    path = tmp_path / "log.npz"
+    logged = run_dqn(seed=4, log_path=str(path), evaluation_interval=500, n_eval_episodes=2, **{
+        k: v for k, v in SMALL.items() if k != "evaluation_interval"})
+    unlogged = run_dqn(seed=4, evaluation_interval=500, n_eval_episodes=2, **{
+        k: v for k, v in SMALL.items() if k != "evaluation_interval"})
+    for k in logged.parameters():  # logging draws no random numbers and changes nothing
+        np.testing.assert_array_equal(logged.parameters()[k], unlogged.parameters()[k])
+    log = plots.load_log(str(path))
+    assert log["config"]["n_timesteps"] == 2000 and log["config"]["seed"] == 4
+    np.testing.assert_array_equal(log["eval_steps"], [500, 1000, 1500, 2000])
+    np.testing.assert_array_equal(log["update_steps"], np.arange(202, 2001, 2))  # after learning_starts = 200
+    assert len(log["losses"]) == len(log["mean_qs"]) == len(log["update_steps"])
+    assert np.all(log["losses"] >= 0) and np.all(np.isfinite(log["mean_qs"]))
+    assert len(log["episode_returns"]) == len(log["episode_lengths"]) == len(log["episode_epsilons"]) > 10
+    np.testing.assert_array_equal(log["episode_returns"], log["episode_lengths"])  # CartPole: 1 per step
+    assert np.cumsum(log["episode_lengths"])[-1] == log["episode_steps"][-1]  # ends line up with env steps
+    assert log["episode_epsilons"][0] > 0.9 and log["episode_epsilons"][-1] == pytest.approx(0.04)
+
+
+def test_plots_end_to_end_on_two_seeds(tmp_path):
+    import plots
+    from PIL import Image
+
+    out = tmp_path / "figures"
+    assert plots.main(["--seeds", "2", "--n-timesteps", "2500", "--learning-starts", "500",
+                       "--evaluation-interval", "500", "--n-eval-episodes", "2", "--out", str(out)]) == 0
+    expected = {"learning_curve.png": (800, 480), "diagnostics.png": (1100, 700), "q_values.png": (1100, 450)}
+    for name, size in expected.items():
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.size == size, name
+    with Image.open(out / "agent.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames >= 3 and gif.size[0] <= 400
+    for seed in (0, 1):
+        log = plots.load_log(str(out / f"seed{seed}_log.npz"))
+        assert len(log["final_returns"]) == plots.N_FINAL_EPISODES and log["config"]["n_timesteps"] == 2500
+    # redraw from the saved logs, without training again
+    for name in expected:
+        (out / name).unlink()
+    assert plots.main(["--redraw", "--no-gif", "--out", str(out)]) == 0
+    assert all((out / name).stat().st_size > 10_000 for name in expected)
+
+
+def test_plots_bad_arguments(tmp_path, capsys):
+    import plots
+
+    assert plots.main(["--seeds", "0", "--out", str(tmp_path)]) == 2
+    assert "--seeds must be >= 1" in capsys.readouterr().err
+    assert plots.main(["--env-id", "NoSuchEnv-v0", "--out", str(tmp_path)]) == 2
+    assert "unknown env id 'NoSuchEnv-v0'" in capsys.readouterr().err
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert plots.main(["--out", str(blocker / "figures")]) == 2
+    assert "cannot create the output folder" in capsys.readouterr().err
+    assert plots.main(["--redraw", "--out", str(tmp_path / "empty")]) == 2
+    assert "no seed logs" in capsys.readouterr().err

@@ -1,0 +1,357 @@
+"""plots.py: pictures of minidqn learning, over several seeds trained in parallel.
+
+    python plots.py                          # the demo configuration, 8 seeds, figures in runs/plots/
+    python plots.py --seeds 16 --out DIR     # more seeds, another folder
+    python plots.py --n-timesteps 20000      # any run_dqn flag passes through
+    python plots.py --redraw --out DIR       # redraw from the logs in DIR, without training again
+
+Figures (PNG, plus a GIF):
+    learning_curve.png  greedy evaluation return over env steps: median, interquartile band, each seed faintly
+    diagnostics.png     training returns, epsilon, TD loss (log scale) and mean Q over env steps
+    q_values.png        (CartPole) the greedy action and max Q over pole angle and angular velocity
+    agent.gif           the trained agent playing one greedy episode
+
+Each seed writes `seed<N>_log.npz` (what run_dqn records, plus the final 100-episode greedy evaluation) and
+`seed<N>_q.npz` (the final network) into the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import time
+import warnings
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one thread per process: the seeds are the parallelism
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # render frames off screen, no display needed
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")  # files only, no screen needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import animation  # noqa: E402
+
+import minidqn  # noqa: E402
+
+N_FINAL_EPISODES = 100  # greedy episodes of the final weights: what "solved" is judged on
+FINAL_EVAL_SEED_OFFSET = 10_000  # the final evaluation env is seeded with seed + this, never a training seed
+DEFAULT_SEEDS = 8
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training several seeds in parallel
+# ---------------------------------------------------------------------------------------------------------
+
+
+def log_path(out_dir: str, seed: int) -> str:
+    return os.path.join(out_dir, f"seed{seed}_log.npz")
+
+
+def model_path(out_dir: str, seed: int) -> str:
+    return os.path.join(out_dir, f"seed{seed}_q.npz")
+
+
+def train_one(seed: int, run_kwargs: dict, out_dir: str) -> dict:
+    """Train one seed, then evaluate its final weights greedily; the log gets the final returns added."""
+    start = time.perf_counter()
+    q_net = minidqn.run_dqn(seed=seed, log_path=log_path(out_dir, seed), save_path=model_path(out_dir, seed),
+                            verbose=0, **run_kwargs)
+    train_seconds = time.perf_counter() - start
+    env = minidqn.make_env(run_kwargs.get("env_id", "CartPole-v1"))
+    env.reset(seed=seed + FINAL_EVAL_SEED_OFFSET)
+    final_returns = [minidqn.evaluate_policy(env, q_net, 1, verbose=0)[0] for _ in range(N_FINAL_EPISODES)]
+    env.close()
+    with np.load(log_path(out_dir, seed), allow_pickle=False) as data:
+        log = dict(data)
+    log.update(final_returns=np.array(final_returns), train_seconds=np.array(train_seconds), seed=np.array(seed))
+    minidqn._atomic_savez(log_path(out_dir, seed), log)
+    return load_log(log_path(out_dir, seed))
+
+
+def _train_one_star(args):
+    return train_one(*args)
+
+
+def train_seeds(seeds, run_kwargs: dict, out_dir: str, processes: int | None = None, verbose: int = 1) -> list:
+    """Train every seed, one process per core, and return their logs in seed order."""
+    os.makedirs(out_dir, exist_ok=True)
+    processes = min(len(seeds), processes or os.cpu_count() or 1)
+    logs = []
+    with multiprocessing.Pool(processes) as pool:
+        for log in pool.imap_unordered(_train_one_star, [(s, run_kwargs, out_dir) for s in seeds]):
+            logs.append(log)
+            if verbose:
+                print(f"seed {log['seed']:>3}: final {N_FINAL_EPISODES}-episode greedy mean "
+                      f"{log['final_mean']:7.1f} +/- {log['final_std']:5.1f}  "
+                      f"({log['train_seconds']:.1f} s training)", flush=True)
+    return sorted(logs, key=lambda log: log["seed"])
+
+
+def load_log(path: str) -> dict:
+    """Read one seed's log back: the arrays run_dqn recorded, its config, and the final evaluation."""
+    with np.load(path, allow_pickle=False) as data:
+        log = {k: data[k] for k in data.files}
+    log["config"] = json.loads(str(log["config"]))
+    if "final_returns" in log:
+        log["seed"] = int(log["seed"])
+        log["train_seconds"] = float(log["train_seconds"])
+        log["final_mean"] = float(np.mean(log["final_returns"]))
+        log["final_std"] = float(np.std(log["final_returns"]))
+    return log
+
+
+def load_logs(out_dir: str) -> list:
+    names = sorted((n for n in os.listdir(out_dir) if n.endswith("_log.npz")),
+                   key=lambda n: int(n[len("seed"):-len("_log.npz")]))
+    logs = [load_log(os.path.join(out_dir, n)) for n in names]
+    if not logs:
+        raise ValueError(f"no seed logs (seed<N>_log.npz) in {out_dir}: train first, without --redraw")
+    return [log for log in logs if "final_returns" in log]
+
+
+def reward_threshold(env_id: str) -> float | None:
+    import gymnasium as gym
+
+    return gym.spec(env_id).reward_threshold
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------------------
+
+plt.rcParams.update({"font.size": 11, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100})
+
+
+def binned(steps: np.ndarray, values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Mean of `values` in each step bin (NaN where a bin is empty): puts every seed on one grid."""
+    which = np.digitize(steps, edges) - 1
+    sums = np.bincount(which, weights=values, minlength=len(edges))[: len(edges) - 1]
+    counts = np.bincount(which, minlength=len(edges))[: len(edges) - 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def band(ax, x, per_seed: np.ndarray, color: str, label: str) -> None:
+    """Median line and interquartile band over seeds (rows of `per_seed`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (no data in a bin yet) stay NaN
+        q25, q50, q75 = np.nanpercentile(per_seed, [25, 50, 75], axis=0)
+    ax.fill_between(x, q25, q75, color=color, alpha=0.25, linewidth=0, label="interquartile range")
+    ax.plot(x, q50, color=color, linewidth=2, label=label)
+
+
+def solved_count(logs: list, threshold: float | None) -> int:
+    return sum(threshold is not None and log["final_mean"] >= threshold for log in logs)
+
+
+def plot_learning_curve(logs: list, path: str) -> None:
+    config = logs[0]["config"]
+    threshold = reward_threshold(config["env_id"])
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for log in logs:
+        ax.plot(log["eval_steps"], log["eval_means"], color="tab:blue", alpha=0.2, linewidth=1)
+    n_evals = min(len(log["eval_steps"]) for log in logs)
+    if n_evals == 0:
+        raise ValueError("the logs hold no periodic evaluations: train with --evaluation-interval > 0")
+    per_seed = np.array([log["eval_means"][:n_evals] for log in logs])
+    band(ax, logs[0]["eval_steps"][:n_evals], per_seed, "tab:blue", f"median of {len(logs)} seeds")
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:red", linestyle="--", label=f"reward_threshold = {threshold:g}")
+    ax.plot([], [], color="tab:blue", alpha=0.3, label="each seed")
+    title = f"{config['env_id']}: {len(logs)} seeds"
+    if threshold is not None:
+        title += f", {solved_count(logs, threshold)} solved (final {N_FINAL_EPISODES}-episode mean >= {threshold:g})"
+    ax.set(title=title, xlabel="env steps",
+           ylabel=f"greedy return (mean of {config['n_eval_episodes']} episodes)")
+    ax.legend(loc="lower right", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_diagnostics(logs: list, path: str) -> None:
+    config = logs[0]["config"]
+    edges = np.linspace(0, config["n_timesteps"], 101)
+    centers = (edges[:-1] + edges[1:]) / 2
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    panels = [
+        (axes[0, 0], "episode_steps", "episode_returns", "training episode return", "tab:blue"),
+        (axes[0, 1], "episode_steps", "episode_epsilons", "epsilon (exploration rate)", "tab:green"),
+        (axes[1, 0], "update_steps", "losses", f"TD loss ({config['loss_fn']}, log scale)", "tab:orange"),
+        (axes[1, 1], "update_steps", "mean_qs", "mean Q(s, a) of the sampled batch", "tab:purple"),
+    ]
+    for ax, step_key, value_key, ylabel, color in panels:
+        if step_key == "episode_steps":  # episodes end rarely once they last 500 steps: interpolate, no gaps
+            per_seed = np.array([np.interp(centers, log[step_key], log[value_key], left=np.nan, right=np.nan)
+                                 if len(log[step_key]) else np.full_like(centers, np.nan) for log in logs])
+        else:  # an update every few steps: average each bin
+            per_seed = np.array([binned(log[step_key], log[value_key], edges) for log in logs])
+        for row in per_seed:
+            ax.plot(centers, row, color=color, alpha=0.15, linewidth=1)
+        band(ax, centers, per_seed, color, f"median of {len(logs)} seeds")
+        ax.set_ylabel(ylabel)
+    axes[1, 0].set_yscale("log")
+    if config["env_id"].startswith("CartPole"):  # reward 1 per step: Q can never exceed 1 / (1 - gamma)
+        ceiling = 1 / (1 - config["gamma"])
+        axes[1, 1].axhline(ceiling, color="tab:red", linestyle="--", label=f"1 / (1 - gamma) = {ceiling:g}")
+    for ax in axes[1]:
+        ax.set_xlabel("env steps")
+    axes[1, 1].legend(loc="lower right", fontsize=9)
+    axes[0, 0].legend(loc="upper left", fontsize=9)
+    fig.suptitle(f"{config['env_id']}: training diagnostics over {len(logs)} seeds (100 bins of env steps)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def representative_seed(logs: list) -> dict:
+    """The seed whose final score is the median: what a typical run learns, not the luckiest one."""
+    ordered = sorted(logs, key=lambda log: log["final_mean"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def plot_q_values(q_net: minidqn.QNetwork, path: str, title: str) -> None:
+    """CartPole: greedy action and max Q over pole angle and angular velocity, cart at rest in the middle."""
+    angles = np.linspace(-0.21, 0.21, 121)  # the episode ends beyond +/- 12 degrees = 0.21 rad
+    velocities = np.linspace(-2.0, 2.0, 121)  # rad/s
+    theta, omega = np.meshgrid(angles, velocities)
+    obs = np.stack([np.zeros_like(theta), np.zeros_like(theta), theta, omega], axis=-1).reshape(-1, 4)
+    q_values = q_net(obs.astype(np.float32))  # (121 * 121, 2)
+    greedy = q_values.argmax(axis=1).reshape(theta.shape)
+    max_q = q_values.max(axis=1).reshape(theta.shape)
+    extent = [angles[0], angles[-1], velocities[0], velocities[-1]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    cmap = matplotlib.colors.ListedColormap(["tab:orange", "tab:blue"])
+    ax1.imshow(greedy, origin="lower", extent=extent, aspect="auto", cmap=cmap, vmin=0, vmax=1)
+    ax1.legend(handles=[matplotlib.patches.Patch(color="tab:orange", label="0: push left"),
+                        matplotlib.patches.Patch(color="tab:blue", label="1: push right")], loc="upper right")
+    ax1.set_title("greedy action")
+    image = ax2.imshow(max_q, origin="lower", extent=extent, aspect="auto", cmap="viridis")
+    fig.colorbar(image, ax=ax2, label="max_a Q(s, a)")
+    ax2.set_title("max Q")
+    for ax in (ax1, ax2):
+        ax.set(xlabel="pole angle (rad)", ylabel="pole angular velocity (rad/s)")
+        ax.grid(False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def make_gif(q_net: minidqn.QNetwork, env_id: str, path: str, seed: int, every: int = 4, max_frames: int = 100,
+             width_inches: float = 4.0) -> int:
+    """Play one greedy episode, keep every `every`-th frame (at most `max_frames`), write an animated GIF."""
+    env = minidqn.make_env(env_id, render_mode="rgb_array")
+    obs, _ = env.reset(seed=seed)
+    frames, total, step, done = [], 0.0, 0, False
+    while not done:
+        if step % every == 0 and len(frames) < max_frames:
+            frames.append((env.render(), step, total))
+        action = minidqn.epsilon_greedy_action_selection(q_net, obs, 0.0, env.action_space)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        total += float(reward)
+        step += 1
+        done = terminated or truncated
+    frames.append((env.render(), step, total))  # always show how it ended
+    env.close()
+    height, width = frames[0][0].shape[:2]
+    fig = plt.figure(figsize=(width_inches, width_inches * height / width), dpi=75)
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.axis("off")
+    image = ax.imshow(frames[0][0])
+    label = ax.text(0.02, 0.95, "", transform=ax.transAxes, fontsize=10, va="top")
+
+    def draw(i):
+        frame, frame_step, frame_return = frames[i]
+        image.set_data(frame)
+        label.set_text(f"{env_id}  step {frame_step}  return {frame_return:g}")
+        return image, label
+
+    movie = animation.FuncAnimation(fig, draw, frames=len(frames), blit=True)
+    movie.save(path, writer=animation.PillowWriter(fps=15))
+    plt.close(fig)
+    return len(frames)
+
+
+def draw_all(logs: list, out_dir: str, gif: bool = True) -> list:
+    """Write every figure for these logs into out_dir; return the paths written."""
+    config = logs[0]["config"]
+    paths = [os.path.join(out_dir, "learning_curve.png"), os.path.join(out_dir, "diagnostics.png")]
+    plot_learning_curve(logs, paths[0])
+    plot_diagnostics(logs, paths[1])
+    chosen = representative_seed(logs)
+    q_net = minidqn.QNetwork.load(model_path(out_dir, chosen["seed"]))
+    if config["env_id"].startswith("CartPole"):
+        paths.append(os.path.join(out_dir, "q_values.png"))
+        plot_q_values(q_net, paths[-1], f"What the network of seed {chosen['seed']} (median final score, "
+                                        f"{chosen['final_mean']:.0f}) believes; cart at rest at x = 0")
+    if gif:
+        paths.append(os.path.join(out_dir, "agent.gif"))
+        make_gif(q_net, config["env_id"], paths[-1], seed=chosen["seed"] + FINAL_EVAL_SEED_OFFSET)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="how many seeds (default %(default)s)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
+    parser.add_argument("--out", default=os.path.join("runs", "plots"), help="output folder (default %(default)s)")
+    parser.add_argument("--processes", type=int, default=None, help="parallel processes (default: one per core)")
+    parser.add_argument("--redraw", action="store_true", help="redraw from the logs in --out, do not train")
+    parser.add_argument("--no-gif", dest="gif", action="store_false", help="skip the animated GIF")
+    run_flags = parser.add_argument_group("run_dqn flags (passed through)")
+    for action in minidqn.build_parser()._actions:
+        if action.dest not in ("help", "seed", "save_path", "log_path", "verbose"):
+            run_flags._add_action(action)
+    return parser
+
+
+def run_kwargs_from(args: argparse.Namespace) -> dict:
+    """The run_dqn keywords the user set on the command line (the others keep run_dqn's defaults)."""
+    defaults = vars(minidqn.build_parser().parse_args([]))
+    return {k: v for k, v in vars(args).items() if k in defaults and v != defaults[k]}
+
+
+def check_out_dir(out_dir: str) -> None:
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create the output folder {out_dir}: {e.strerror}") from e
+    if not os.access(out_dir, os.W_OK):
+        raise ValueError(f"cannot write to the output folder {out_dir}")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        check_out_dir(args.out)
+        if args.redraw:
+            logs = load_logs(args.out)
+        else:
+            if args.seeds < 1:
+                raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+            run_kwargs = run_kwargs_from(args)
+            minidqn.make_env(run_kwargs.get("env_id", "CartPole-v1")).close()  # fail fast on a bad env id
+            seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+            print(f"training {len(seeds)} seeds on {min(len(seeds), args.processes or os.cpu_count() or 1)} "
+                  f"processes: {run_kwargs or 'the demo configuration'}", flush=True)
+            logs = train_seeds(seeds, run_kwargs, args.out, args.processes)
+        for path in draw_all(logs, args.out, gif=args.gif):
+            print(f"wrote {path}")
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
