@@ -335,8 +335,7 @@ def test_td_loss_gradient_matches_finite_differences(loss_fn, double_dqn):
         rewards=np.linspace(-3, 3, batch),
         terminateds=np.arange(batch) % 4 == 0,
     )
-    _, _, _ = td_loss(q_net, q_target_net, data, 0.9, loss_fn, double_dqn)
-    current = q_net.forward(data.observations)[np.arange(batch), data.actions[:, 0]]
+    _, _, current = td_loss(q_net, q_target_net, data, 0.9, loss_fn, double_dqn)  # Q(s, a), (batch,)
     next_q = q_target_net(data.next_observations)
     errors = current - (data.rewards + 0.9 * ~data.terminateds * next_q.max(axis=1))
     if not double_dqn:
