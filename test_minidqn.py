@@ -399,6 +399,23 @@ def test_adam_matches_hand_unrolled_algorithm_1():
     np.testing.assert_allclose(p["x"], [-0.1, 0.1, -0.1, 0.1], rtol=1e-4)
 
 
+def test_adam_whole_vector_path_matches_the_per_array_loop(cartpole):
+    # A QNetwork's parameters tile one vector, so Adam updates them in one pass; plain dicts take the loop.
+    q_net = QNetwork(cartpole.observation_space, cartpole.action_space, n_hidden_units=8, dtype=np.float64,
+                     rng=np.random.default_rng(5))
+    copies = q_net.state_dict()  # separate arrays: the per-array loop
+    fast, slow = Adam(q_net.parameters(), lr=0.01), Adam(copies, lr=0.01)
+    assert fast.flat_params is q_net.flat_params and slow.flat_params is None
+    rng = np.random.default_rng(6)
+    for _ in range(4):
+        grads = {k: rng.normal(size=v.shape) for k, v in copies.items()}
+        fast.step(grads)
+        slow.step(grads)
+    for k in copies:
+        np.testing.assert_allclose(q_net.parameters()[k], copies[k], rtol=1e-13, atol=1e-15)
+        assert np.shares_memory(q_net.parameters()[k], q_net.flat_params)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Target network, termination and truncation
 # ---------------------------------------------------------------------------------------------------------
