@@ -675,28 +675,34 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
 
 
 def run_dqn(
+    # The defaults are the CartPole-v1 demo. "k/16" below: seeds solved of 0-15 (final weights, mean of 100
+    # greedy episodes >= 475) when only that setting is changed; measured with 64 hidden units unless said.
     env_id: str = "CartPole-v1",
+    # Holds the whole 50k-step run, so early failures are never forgotten (tutorial, RL Zoo: 100k)
     replay_buffer_size: int = 100_000,
-    target_network_update_interval: int = 10,
-    learning_starts: int = 1000,
-    exploration_initial_eps: float = 1.0,
-    exploration_final_eps: float = 0.04,
-    exploration_fraction: float = 0.1,
-    n_timesteps: int = 50_000,
-    update_interval: int = 2,
-    learning_rate: float = 1e-3,
-    final_learning_rate: Optional[float] = None,
-    batch_size: int = 64,
-    gamma: float = 0.99,
-    n_hidden_units: int = 64,
-    n_eval_episodes: int = 10,
-    evaluation_interval: int = 5000,
-    eval_exploration_rate: float = 0.0,
+    # With tau: a small soft update every env step (Lillicrap et al. 2016), 11/16; the tutorial's hard copy
+    # every 10 steps gives 4/16, and every 500 steps 1/16
+    target_network_update_interval: int = 1,
+    learning_starts: int = 1000,  # random-policy warm-up (tutorial, RL Zoo)
+    exploration_initial_eps: float = 1.0,  # tutorial, RL Zoo
+    exploration_final_eps: float = 0.04,  # tutorial, RL Zoo; 0.01, 0.1 and 0.2 give 10/16, 10/16, 11/16
+    exploration_fraction: float = 0.1,  # epsilon reaches its final value at 10% of the run (tutorial)
+    n_timesteps: int = 50_000,  # RL Zoo's CartPole budget
+    update_interval: int = 2,  # one gradient step every 2 env steps (tutorial); 1 gives 12/16 at twice the cost
+    learning_rate: float = 1e-3,  # tutorial; 5e-4 gives 2/16, 2e-3 gives 11/16
+    final_learning_rate: Optional[float] = None,  # constant: a linear decay to 0 gives 1/16
+    batch_size: int = 64,  # tutorial, RL Zoo; 128 gives 10/16
+    gamma: float = 0.99,  # tutorial; 0.98 gives 3/16; 0.999 gives more but Q diverges far past 1 / (1 - gamma)
+    # Two hidden layers of 256, as RL Zoo: 24/32 seeds (0-31) solved versus 19/32 with the tutorial's 64
+    n_hidden_units: int = 256,
+    n_eval_episodes: int = 10,  # tutorial
+    evaluation_interval: int = 5000,  # a progress line every 10% of the demo
+    eval_exploration_rate: float = 0.0,  # greedy evaluation (tutorial)
     seed: int = 0,
-    loss_fn: str = "mse",
-    max_grad_norm: Optional[float] = None,
-    double_dqn: bool = False,
-    tau: float = 1.0,
+    loss_fn: str = "mse",  # tutorial's; Huber (SB3's) lets Q diverge with Adam and a fast target: 0/16
+    max_grad_norm: Optional[float] = None,  # off: clipping at 10 (SB3's) made every setting tried worse
+    double_dqn: bool = False,  # plain DQN: Double DQN (van Hasselt 2016) gives 12/16 vs 14/16 at 256 units
+    tau: float = 0.05,  # soft target update rate: target = tau * online + (1 - tau) * target; 0.02: 10/16, 0.1: 5/16
     save_path: Optional[str] = None,
     log_path: Optional[str] = None,
     verbose: int = 1,
