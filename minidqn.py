@@ -15,6 +15,7 @@ Sources
 - Adam: Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", ICLR (Algorithm 1).
 - Huber loss: Huber 1964, "Robust Estimation of a Location Parameter", Ann. Math. Statist. 35.
 - Double DQN: van Hasselt, Guez & Silver 2016, "Deep Reinforcement Learning with Double Q-learning", AAAI.
+- Soft (Polyak) target updates: Lillicrap et al. 2016, "Continuous control with deep reinforcement learning", ICLR.
 - Time limits bootstrap: Pardo et al. 2018, "Time Limits in Reinforcement Learning", ICML.
 - The API (names, signatures, check cells): Raffin, RLSS 2023 DQN tutorial,
   https://github.com/araffin/rlss23-dqn-tutorial
@@ -43,6 +44,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
+
 
 def _keep_freed_memory_for_reuse() -> None:
     """Speed, on Linux: stop glibc from handing freed memory back to the OS after every update.
@@ -724,7 +726,7 @@ def run_dqn(
     eval_exploration_rate: float = 0.0,  # greedy evaluation (tutorial)
     seed: int = 1,  # the demo's seed; how many seeds of 16 solve is in the README (benchmark.py)
     loss_fn: str = "mse",  # tutorial's; Huber (SB3's) lets Q diverge with Adam and a fast target: 0/16
-    max_grad_norm: Optional[float] = None,  # off: clipping at 10 (SB3's) made every setting tried worse
+    max_grad_norm: Optional[float] = None,  # off: clipping at 10 (SB3's) made both settings tried worse
     double_dqn: bool = False,  # plain DQN: Double DQN (van Hasselt 2016) gives 12/16 vs 14/16 at 256 units
     tau: float = 0.05,  # soft target update rate: target = tau * online + (1 - tau) * target; 0.02: 10/16, 0.1: 5/16
     save_path: Optional[str] = None,
@@ -775,6 +777,9 @@ def run_dqn(
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
     if loss_fn not in LOSSES:
         raise ValueError(f"loss_fn must be one of {LOSSES}, got {loss_fn!r}")
+    for path in (save_path, log_path):  # fail now, not after training, if the result could not be written
+        if path is not None and not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+            raise ValueError(f"cannot write {path}: its folder does not exist or is not writable")
     config = {k: v for k, v in locals().items() if k in inspect.signature(run_dqn).parameters}
 
     # One generator drives every random draw of the run, so a seed fixes the whole run
@@ -891,7 +896,7 @@ def main(argv: Optional[list] = None) -> int:
     args = build_parser().parse_args(argv)  # an unknown flag exits with status 2 and names it
     try:
         run_dqn(**vars(args))
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # run_dqn has already saved what it learned (with --save)

@@ -89,30 +89,30 @@ def make_pair(env, seed=0, **kwargs):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_tutorial_replay_buffer_cells(cartpole):
-    env = cartpole
-    buffer = ReplayBuffer(1000, env.observation_space, env.action_space)
-    obs, _ = env.reset()
-    for _ in range(500):
+def store_random_steps(env, buffer, obs, n_steps):
+    """The tutorial's fill loop: random actions, each transition stored, reset at the end of an episode."""
+    for _ in range(n_steps):
         action = int(env.action_space.sample())
         next_obs, reward, terminated, truncated, _ = env.step(action)
         buffer.store_transition(obs, next_obs, action, float(reward), terminated)
         obs = next_obs
         if terminated or truncated:
             obs, _ = env.reset()
+    return obs
+
+
+def test_tutorial_replay_buffer_cells(cartpole):
+    env = cartpole
+    buffer = ReplayBuffer(1000, env.observation_space, env.action_space)
+    obs, _ = env.reset()
+    obs = store_random_steps(env, buffer, obs, 500)
     assert not buffer.is_full
     assert buffer.current_idx == 500
     samples = buffer.sample(batch_size=10)
     assert len(samples.observations) == 10
     assert samples.actions.shape == (10, 1)
 
-    for _ in range(1000):
-        action = int(env.action_space.sample())
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        buffer.store_transition(obs, next_obs, action, float(reward), terminated)
-        obs = next_obs
-        if terminated or truncated:
-            obs, _ = env.reset()
+    store_random_steps(env, buffer, obs, 1000)  # fill the buffer completely
     assert buffer.is_full
     assert buffer.current_idx == 500
     samples = buffer.sample(batch_size=1001)  # with replacement: more than the capacity
@@ -526,6 +526,8 @@ def test_bad_input_gets_clear_errors(cartpole):
         ({"n_hidden_units": 0}, "n_hidden_units must be an integer >= 1"),
         ({"replay_buffer_size": 0}, "replay_buffer_size must be an integer >= 1"),
         ({"loss_fn": "l1"}, "loss_fn must be one of"),
+        ({"save_path": "/no/such/folder/q.npz"}, "cannot write /no/such/folder/q.npz"),
+        ({"log_path": "/no/such/folder/log.npz"}, "cannot write /no/such/folder/log.npz"),
     ],
 )
 def test_run_dqn_rejects_bad_arguments(kwargs, message):
