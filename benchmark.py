@@ -134,6 +134,9 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"Interrupted: the logs so far are in {out}", file=sys.stderr)
+        return 130
     print()
     print(reliability_table(logs))
     return 0

@@ -21,6 +21,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import warnings
@@ -31,6 +32,7 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # render frames off screen, n
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")  # files only, no screen needed
+import gymnasium as gym  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import animation  # noqa: E402
@@ -72,22 +74,55 @@ def train_one(seed: int, run_kwargs: dict, out_dir: str) -> dict:
     return load_log(log_path(out_dir, seed))
 
 
-def _train_one_star(args):
-    return train_one(*args)
+_stop = None  # set in each worker: a multiprocessing.Event that says "Ctrl-C was pressed, start nothing new"
+
+
+def _init_worker(stop) -> None:
+    global _stop
+    _stop = stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an idle worker ignores Ctrl-C; a training one reacts
+
+
+def _train_one_star(args) -> dict | None:
+    """Pool task: train one seed; after Ctrl-C return None once run_dqn has saved what it learned."""
+    if _stop.is_set():
+        return None
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return train_one(*args)
+    except KeyboardInterrupt:
+        return None
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def train_seeds(seeds, run_kwargs: dict, out_dir: str, processes: int | None = None, verbose: int = 1) -> list:
-    """Train every seed, one process per core, and return their logs in seed order."""
+    """Train every seed, one process per core, and return their logs in seed order.
+
+    On Ctrl-C the seeds in training save their network and log (run_dqn does), the others never start, and
+    KeyboardInterrupt is raised once every worker is done writing.
+    """
     os.makedirs(out_dir, exist_ok=True)
     processes = min(len(seeds), processes or os.cpu_count() or 1)
     logs = []
-    with multiprocessing.Pool(processes) as pool:
+    stop = multiprocessing.Event()
+    pool = multiprocessing.Pool(processes, initializer=_init_worker, initargs=(stop,))
+    try:
         for log in pool.imap_unordered(_train_one_star, [(s, run_kwargs, out_dir) for s in seeds]):
+            if log is None:
+                continue
             logs.append(log)
             if verbose:
                 print(f"seed {log['seed']:>3}: final {N_FINAL_EPISODES}-episode greedy mean "
                       f"{log['final_mean']:7.1f} +/- {log['final_std']:5.1f}  "
                       f"({log['train_seconds']:.1f} s training)", flush=True)
+    except KeyboardInterrupt:
+        stop.set()
+        pool.close()
+        pool.join()  # let the interrupted seeds finish saving
+        raise
+    pool.close()
+    pool.join()
     return sorted(logs, key=lambda log: log["seed"])
 
 
@@ -114,8 +149,6 @@ def load_logs(out_dir: str) -> list:
 
 
 def reward_threshold(env_id: str) -> float | None:
-    import gymnasium as gym
-
     return gym.spec(env_id).reward_threshold
 
 
@@ -350,6 +383,9 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # each seed saved its network and log on the way out
+        print(f"Interrupted: what each seed learned so far is in {args.out}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -762,3 +762,26 @@ def test_plots_bad_arguments(tmp_path, capsys):
     assert "cannot create the output folder" in capsys.readouterr().err
     assert plots.main(["--redraw", "--out", str(tmp_path / "empty")]) == 2
     assert "no seed logs" in capsys.readouterr().err
+
+
+def test_plots_ctrl_c_keeps_what_each_seed_learned(tmp_path):
+    import plots
+
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(HERE, "plots.py"), "--seeds", "3", "--processes", "2", "--n-timesteps",
+         "10000000", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        time.sleep(6)  # start-up takes about 2 s; then two workers train seeds 0 and 1, seed 2 waits
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err and "Interrupted" in err
+    for seed in (0, 1):  # the two seeds in training saved their network and log; seed 2 never started
+        assert QNetwork.load(str(out / f"seed{seed}_q.npz")).n_actions == 2
+        assert plots.load_log(str(out / f"seed{seed}_log.npz"))["config"]["seed"] == seed
+    assert not (out / "seed2_q.npz").exists()
+    assert not list(out.glob(".tmp-*")), "an interrupted save left a temporary file"
