@@ -18,6 +18,7 @@ Each seed writes `seed<N>_log.npz` (what run_dqn records, plus the final 100-epi
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import multiprocessing
 import os
@@ -349,9 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_kwargs_from(args: argparse.Namespace) -> dict:
-    """The run_dqn keywords the user set on the command line (the others keep run_dqn's defaults)."""
-    defaults = vars(minidqn.build_parser().parse_args([]))
-    return {k: v for k, v in vars(args).items() if k in defaults and v != defaults[k]}
+    """The run_dqn keywords the user set on the command line (the env's preset fills the others)."""
+    keywords = inspect.signature(minidqn.run_dqn).parameters
+    return {k: v for k, v in vars(args).items() if k in keywords}
 
 
 def check_out_dir(out_dir: str) -> None:

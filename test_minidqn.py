@@ -785,3 +785,61 @@ def test_plots_ctrl_c_keeps_what_each_seed_learned(tmp_path):
         assert plots.load_log(str(out / f"seed{seed}_log.npz"))["config"]["seed"] == seed
     assert not (out / "seed2_q.npz").exists()
     assert not list(out.glob(".tmp-*")), "an interrupted save left a temporary file"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Presets per env
+# ---------------------------------------------------------------------------------------------------------
+
+
+def box2d_installed():
+    try:
+        import Box2D  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("env_id", list(minidqn.PRESETS))
+def test_every_preset_builds_and_runs(env_id, tmp_path):
+    if env_id.startswith("LunarLander") and not box2d_installed():
+        pytest.skip("Box2D is an optional extra: pip install 'gymnasium[box2d]'")
+    log = tmp_path / "log.npz"
+    run_dqn(env_id=env_id, n_timesteps=300, learning_starts=100, evaluation_interval=0, verbose=0,
+            log_path=str(log))
+    import plots
+
+    config = plots.load_log(str(log))["config"]
+    for key, value in minidqn.PRESETS[env_id].items():
+        if key not in ("n_timesteps", "learning_starts", "evaluation_interval"):
+            assert config[key] == value, f"{env_id}: {key} is {config[key]}, the preset says {value}"
+    assert config["n_timesteps"] == 300  # the caller's keywords win
+
+
+def test_preset_overrides_through_the_api_and_the_cli(tmp_path):
+    import plots
+
+    api_log, cli_log = tmp_path / "api.npz", tmp_path / "cli.npz"
+    run_dqn(env_id="Acrobot-v1", n_timesteps=200, batch_size=32, evaluation_interval=0, verbose=0,
+            log_path=str(api_log))
+    result = run_cli("--env-id", "Acrobot-v1", "--n-timesteps", "200", "--batch-size", "32",
+                     "--evaluation-interval", "0", "--log-path", str(cli_log))
+    assert result.returncode == 0, result.stderr
+    for path in (api_log, cli_log):
+        config = plots.load_log(str(path))["config"]
+        assert config["batch_size"] == 32 and config["n_timesteps"] == 200  # overridden
+        assert config["learning_rate"] == minidqn.PRESETS["Acrobot-v1"]["learning_rate"]  # from the preset
+        assert config["target_network_update_interval"] == 250
+
+
+def test_an_env_without_preset_runs_untuned_with_a_note(capsys):
+    run_dqn(env_id="MinidqnTest/Chain-v0", n_timesteps=50, learning_starts=10, evaluation_interval=0, verbose=1)
+    assert "no preset for MinidqnTest/Chain-v0" in capsys.readouterr().out
+
+
+def test_a_missing_box2d_gives_the_install_command():
+    code = ("import sys; sys.modules['Box2D'] = None\n"  # what an environment without Box2D looks like
+            "import minidqn; minidqn.sys.exit(minidqn.main(['--env-id', 'LunarLander-v3', '--n-timesteps', '10']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=HERE)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert 'pip install "gymnasium[box2d]"' in result.stderr and "LunarLander-v3" in result.stderr
