@@ -706,17 +706,20 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
 # on them, untuned. The README's table has what each row achieves, on 16 seeds.
 PRESETS = {
     "CartPole-v1": {},  # run_dqn's defaults
-    # RL Zoo's DQN settings (hyperparams/dqn.yml), but one gradient step every 4 env steps instead of 4
+    # RL Zoo's DQN settings (hyperparams/dqn.yml), but one gradient step every 4 env steps instead of 4.
+    # Measured: 14/16 seeds reach -100 (README)
     "Acrobot-v1": dict(n_timesteps=100_000, learning_rate=6.3e-4, batch_size=128, replay_buffer_size=50_000,
                        learning_starts=0, gamma=0.99, target_network_update_interval=250, tau=1.0,
                        update_interval=4, exploration_fraction=0.12, exploration_final_eps=0.1,
                        n_hidden_units=256, evaluation_interval=10_000),
-    # RL Zoo's settings; its 8 gradient steps every 16 env steps become one every 2
+    # RL Zoo's settings; its 8 gradient steps every 16 env steps become one every 2. Measured: 0/16 reach
+    # -110: epsilon-greedy never finds the flag (README). Kept as the zoo's row, not a tuned one
     "MountainCar-v0": dict(n_timesteps=120_000, learning_rate=4e-3, batch_size=128, replay_buffer_size=10_000,
                            learning_starts=1000, gamma=0.98, target_network_update_interval=600, tau=1.0,
                            update_interval=2, exploration_fraction=0.2, exploration_final_eps=0.07,
                            n_hidden_units=256, evaluation_interval=10_000),
-    # RL Zoo's settings for LunarLander-v2, with one gradient step every 4 env steps, and 200k steps
+    # RL Zoo's settings for LunarLander-v2, with one gradient step every 4 env steps, and 200k steps.
+    # Measured: 14/16 seeds reach 200 (README)
     "LunarLander-v3": dict(n_timesteps=200_000, learning_rate=6.3e-4, batch_size=128, replay_buffer_size=50_000,
                            learning_starts=0, gamma=0.99, target_network_update_interval=250, tau=1.0,
                            update_interval=4, exploration_fraction=0.12, exploration_final_eps=0.1,
