@@ -126,6 +126,10 @@ def main(argv=None) -> int:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     run_kwargs = plots.run_kwargs_from(args)
     out = args.out or tempfile.mkdtemp(prefix="minidqn-benchmark-")
+    try:
+        plots.check_out_dir(out)
+    except ValueError as e:
+        parser.error(str(e))
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     print(f"{len(seeds)} seeds, {min(len(seeds), args.processes or os.cpu_count())} processes, "
           f"{os.cpu_count()} cores, logs in {out}: {run_kwargs or 'the demo configuration'}", flush=True)

@@ -741,8 +741,9 @@ def with_preset(run):
 
 @with_preset
 def run_dqn(
-    # The defaults are the CartPole-v1 demo (other envs: see PRESETS). "k/16" below: seeds solved of 0-15 (final weights, mean of 100
-    # greedy episodes >= 475) when only that setting is changed; measured with 64 hidden units unless said.
+    # The defaults are the CartPole-v1 demo (other envs: see PRESETS). "k/16" below: seeds solved of 0-15
+    # (final weights, mean of 100 greedy episodes >= 475) when only that setting is changed; measured with
+    # 64 hidden units unless said.
     env_id: str = "CartPole-v1",
     # Holds the whole 50k-step run, so early failures are never forgotten (tutorial, RL Zoo: 100k)
     replay_buffer_size: int = 100_000,
@@ -837,7 +838,7 @@ def run_dqn(
 
     log = {"episode_steps": [], "episode_returns": [], "episode_lengths": [], "episode_epsilons": [],
            "update_steps": [], "losses": [], "mean_qs": [], "eval_steps": [], "eval_means": [], "eval_stds": []}
-    update_info = {}
+    update_info = {} if log_path is not None else None  # dqn_update fills it with the batch's mean Q
     start_time = time.perf_counter()
 
     def finish(reason: str) -> None:
@@ -876,12 +877,12 @@ def run_dqn(
                     optimizer.lr = linear_schedule(learning_rate, final_learning_rate, current_step, n_timesteps)
                 try:
                     loss = dqn_update(q_net, q_target_net, optimizer, replay_buffer, batch_size, gamma,
-                                      loss_fn, max_grad_norm, double_dqn, update_info if log_path else None)
+                                      loss_fn, max_grad_norm, double_dqn, update_info)
                 except ValueError as e:
                     raise ValueError(f"step {current_step}: {e}") from e
                 log["update_steps"].append(current_step)
                 log["losses"].append(loss)
-                if log_path is not None:
+                if update_info is not None:
                     log["mean_qs"].append(update_info["mean_q"])
 
             if evaluation_interval > 0 and current_step % evaluation_interval == 0:
