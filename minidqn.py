@@ -24,6 +24,7 @@ Sources
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import functools
 import inspect
@@ -86,13 +87,15 @@ def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space, w
         raise ValueError(f"{what} needs a 1-D Box observation space, got {observation_space}")
 
 
-def _atomic_savez(path: str, arrays: dict) -> None:
-    """Write `arrays` to `path` as .npz through a temporary file and a rename: a crash never leaves half a file."""
+@contextlib.contextmanager
+def _atomic_write(path: str):
+    """Open a temporary file beside `path` for writing, and rename it to `path` only once it is complete:
+    a crash or Ctrl-C never leaves half a file (checkpoints, logs, videos)."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.splitext(path)[1])
     try:
-        with os.fdopen(fd, "wb") as f:  # a file object, so np.savez does not append ".npz" to the name
-            np.savez(f, **arrays)
+        with os.fdopen(fd, "wb") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -103,6 +106,12 @@ def _atomic_savez(path: str, arrays: dict) -> None:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+def _atomic_savez(path: str, arrays: dict) -> None:
+    """Write `arrays` to `path` as .npz, whole or not at all."""
+    with _atomic_write(path) as f:  # a file object, so np.savez does not append ".npz" to the name
+        np.savez(f, **arrays)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -148,12 +157,25 @@ class ReplayBuffer:
         self.observation_space = observation_space
         self.action_space = action_space
         self.rng = _DEFAULT_RNG if rng is None else rng
-        # Preallocated, as in the tutorial: storing is a copy into a slot, never an allocation
-        self.observations = np.zeros((buffer_size, *observation_space.shape), dtype=observation_space.dtype)
-        self.next_observations = np.zeros((buffer_size, *observation_space.shape), dtype=observation_space.dtype)
-        self.actions = np.zeros((buffer_size, 1), dtype=action_space.dtype)  # (buffer_size, 1)
-        self.rewards = np.zeros((buffer_size,), dtype=np.float32)
-        self.terminateds = np.zeros((buffer_size,), dtype=bool)
+        # Preallocated, as in the tutorial: storing is a copy into a slot, never an allocation.
+        # Speed: one record per transition, so `sample` gathers all five fields with one fancy index; the
+        # tutorial's five arrays are views into it, with their usual shapes and dtypes.
+        transition = np.dtype(
+            [
+                ("observations", observation_space.dtype, observation_space.shape),
+                ("next_observations", observation_space.dtype, observation_space.shape),
+                ("actions", action_space.dtype, (1,)),
+                ("rewards", np.float32),
+                ("terminateds", bool),
+            ],
+            align=True,  # rows start on aligned addresses, so the sampled observations go straight to BLAS
+        )
+        self.transitions = np.zeros(buffer_size, dtype=transition)
+        self.observations = self.transitions["observations"]  # (buffer_size, obs_dim)
+        self.next_observations = self.transitions["next_observations"]  # (buffer_size, obs_dim)
+        self.actions = self.transitions["actions"]  # (buffer_size, 1)
+        self.rewards = self.transitions["rewards"]  # (buffer_size,) float32
+        self.terminateds = self.transitions["terminateds"]  # (buffer_size,) bool
 
     def __len__(self) -> int:
         return self.buffer_size if self.is_full else self.current_idx
@@ -199,12 +221,13 @@ class ReplayBuffer:
         if upper_bound == 0:
             raise ValueError("cannot sample from an empty replay buffer: store at least one transition first")
         batch_indices = self.rng.integers(0, upper_bound, size=batch_size)
+        batch = self.transitions[batch_indices]  # one gather of whole records
         return ReplayBufferSamples(
-            self.observations[batch_indices],
-            self.next_observations[batch_indices],
-            self.actions[batch_indices],
-            self.rewards[batch_indices],
-            self.terminateds[batch_indices],
+            batch["observations"],
+            batch["next_observations"],
+            batch["actions"],
+            batch["rewards"],
+            batch["terminateds"],
         )
 
 
@@ -230,12 +253,38 @@ ACTIVATIONS = {"relu": (_relu, _relu_grad), "tanh": (np.tanh, _tanh_grad)}
 PARAMETER_NAMES = ("W1", "b1", "W2", "b2", "W3", "b3")
 
 
+class FlatDict(dict):
+    """
+    A dict of named arrays that are views into one contiguous vector, `.vector`.
+
+    Code that treats every array the same way (Adam, the target-network updates) can then make one NumPy call
+    on `.vector` instead of one per array: a large saving when each call costs about as much as its arithmetic.
+
+    :param shapes: name -> shape, in the order the arrays tile the vector
+    :param dtype: The arrays' dtype; they start at zero
+    """
+
+    def __init__(self, shapes: dict, dtype) -> None:
+        self.vector = np.zeros(sum(math.prod(shape) for shape in shapes.values()), dtype=dtype)
+        offset = 0
+        for name, shape in shapes.items():
+            size = math.prod(shape)
+            self[name] = self.vector[offset : offset + size].reshape(shape)
+            offset += size
+
+    def same_layout(self, other) -> bool:
+        """True when `other` is a FlatDict with the same names, shapes and dtype, in the same order."""
+        return (isinstance(other, FlatDict) and other.vector.dtype == self.vector.dtype
+                and [(k, v.shape) for k, v in other.items()] == [(k, v.shape) for k, v in self.items()])
+
+
 class QNetwork:
     """
     A Q-network: obs -> Linear -> act -> Linear -> act -> Linear -> one Q-value per action.
 
-    Parameters live in a dict (`parameters()`), gradients come back in a dict with the same keys
-    (`backward`), and Adam keeps its moments in dicts with the same keys, so one loop updates them all.
+    Parameters live in a dict (`parameters()`), gradients in a dict with the same keys (`backward` fills
+    `grads`, as PyTorch fills each parameter's `.grad`), and Adam keeps its moments in dicts with the same keys,
+    so one loop updates them all.
 
     :param observation_space: Observation space of the env (a 1-D Box)
     :param action_space: Action space of the env (Discrete); one output per action
@@ -271,18 +320,25 @@ class QNetwork:
         shapes = {}
         for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
             shapes[f"W{layer}"], shapes[f"b{layer}"] = (fan_in, fan_out), (fan_out,)
-        # Speed: all parameters live in one contiguous vector and the dict holds named views into it, so Adam
-        # updates the whole network with a few NumPy calls instead of a few per array (see `flat_views`).
-        self.flat_params, self.params = flat_views(shapes, self.dtype)
+        # Speed: parameters and gradients each live in one contiguous vector, the dicts hold named views into
+        # it (`FlatDict`), so Adam and the target updates touch the whole network in a few NumPy calls.
+        self.params = FlatDict(shapes, self.dtype)
+        self.grads = FlatDict(shapes, self.dtype)  # written by `backward`: no allocation per update
+        self._scratch = np.empty_like(self.params.vector)  # for `polyak_update`'s temporary
         for name, shape in shapes.items():
             # PyTorch's nn.Linear default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as the tutorial gets
             bound = 1.0 / math.sqrt(sizes[int(name[1]) - 1])
             self.params[name][...] = rng.uniform(-bound, bound, shape)
         self._cache = None  # what the last forward computed and backward needs
 
-    def parameters(self) -> dict:
+    def parameters(self) -> FlatDict:
         """The live parameter arrays (not copies): an optimizer updates them in place."""
         return self.params
+
+    @property
+    def flat_params(self) -> np.ndarray:
+        """Every parameter in one vector (the memory the named arrays of `parameters()` are views into)."""
+        return self.params.vector
 
     def forward(self, observations: np.ndarray) -> np.ndarray:
         """
@@ -302,29 +358,45 @@ class QNetwork:
 
     __call__ = forward
 
-    def backward(self, grad_q_values: np.ndarray) -> dict:
+    def backward(self, grad_q_values: np.ndarray) -> FlatDict:
         """
         Backpropagate dLoss/dQ through the last `forward`.
 
         :param grad_q_values: dLoss/dQ-values (batch_size, n_actions)
-        :return: dLoss/dparameter for every parameter, same keys and shapes as `parameters()`
+        :return: dLoss/dparameter for every parameter, same keys and shapes as `parameters()`: the network's
+            own `grads`, overwritten by the next `backward` (copy them to keep them)
         """
         if self._cache is None:
             raise ValueError("backward needs a forward pass first")
         x, h1, h2 = self._cache
-        p = self.params
+        p, grad = self.params, self.grads
         g = np.asarray(grad_q_values, dtype=self.dtype)
         if g.shape != (x.shape[0], self.n_actions):
             raise ValueError(f"grad_q_values must have shape {(x.shape[0], self.n_actions)}, got {g.shape}")
-        grad_W3 = h2.T @ g  # q = h2 W3 + b3, so dW3 = h2^T g
-        grad_b3 = g.sum(axis=0)  # the bias is added to every row
+        # out=: each gradient is written straight into its slot of the flat gradient vector
+        np.matmul(h2.T, g, out=grad["W3"])  # q = h2 W3 + b3, so dW3 = h2^T g
+        g.sum(axis=0, out=grad["b3"])  # the bias is added to every row
         grad_h2 = (g @ p["W3"].T) * self.activation_grad(h2)  # back through W3, then through the activation
-        grad_W2 = h1.T @ grad_h2  # same pattern, one layer down
-        grad_b2 = grad_h2.sum(axis=0)
+        np.matmul(h1.T, grad_h2, out=grad["W2"])  # same pattern, one layer down: dW2 = h1^T dh2
+        grad_h2.sum(axis=0, out=grad["b2"])
         grad_h1 = (grad_h2 @ p["W2"].T) * self.activation_grad(h1)  # back through W2 and the activation
-        grad_W1 = x.T @ grad_h1  # the input needs no gradient of its own
-        grad_b1 = grad_h1.sum(axis=0)
-        return {"W1": grad_W1, "b1": grad_b1, "W2": grad_W2, "b2": grad_b2, "W3": grad_W3, "b3": grad_b3}
+        np.matmul(x.T, grad_h1, out=grad["W1"])  # dW1 = x^T dh1; the input needs no gradient of its own
+        grad_h1.sum(axis=0, out=grad["b1"])
+        return grad
+
+    def polyak_update(self, other: "QNetwork", rate: float) -> None:
+        """
+        Move every weight toward `other`'s: p = p + rate * (p_other - p) (rate 1: a copy).
+
+        The soft target update (Lillicrap et al. 2016), and the average of the weights that play
+        (Polyak & Juditsky 1992). One pass over the flat vectors, its temporary in a scratch vector.
+        """
+        if rate == 1.0:
+            np.copyto(self.params.vector, other.params.vector)
+        else:
+            np.subtract(other.params.vector, self.params.vector, out=self._scratch)
+            self._scratch *= rate
+            self.params.vector += self._scratch
 
     def state_dict(self) -> dict:
         """Copies of the parameters (never views): the tutorial's target-network idiom."""
@@ -377,31 +449,6 @@ class QNetwork:
         return q_net
 
 
-def flat_views(shapes: dict, dtype) -> tuple:
-    """One zeroed contiguous vector, and a dict of named views into it with the given shapes."""
-    flat = np.zeros(sum(math.prod(shape) for shape in shapes.values()), dtype=dtype)
-    views, offset = {}, 0
-    for name, shape in shapes.items():
-        size = math.prod(shape)
-        views[name] = flat[offset : offset + size].reshape(shape)
-        offset += size
-    return flat, views
-
-
-def _flat_vector_of(arrays: dict) -> Optional[np.ndarray]:
-    """The vector that `arrays` tile in order (as `flat_views` makes them), or None for separate arrays."""
-    base = next(iter(arrays.values())).base
-    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
-        return None
-    offset = 0
-    for a in arrays.values():
-        expected_start = base.__array_interface__["data"][0] + offset * base.itemsize
-        if a.base is not base or a.__array_interface__["data"][0] != expected_start:
-            return None
-        offset += a.size
-    return base if offset == base.size else None
-
-
 class Adam:
     """
     Adam (Kingma & Ba 2015, Algorithm 1): the same update as torch.optim.Adam without weight decay.
@@ -424,11 +471,9 @@ class Adam:
         self.t = 0  # number of steps taken, for the bias correction
         shapes = {k: v.shape for k, v in params.items()}
         dtype = next(iter(params.values())).dtype
-        self.flat_m, self.m = flat_views(shapes, dtype)  # first moment, same keys as params
-        self.flat_v, self.v = flat_views(shapes, dtype)  # second moment
-        # Speed: when params tile one vector (a QNetwork's do), one update over the whole vector replaces
-        # a Python loop of small updates; the arithmetic is the same.
-        self.flat_params = _flat_vector_of(params)
+        self.m = FlatDict(shapes, dtype)  # first moment, same keys as params
+        self.v = FlatDict(shapes, dtype)  # second moment
+        self._scratch = (FlatDict(shapes, dtype), FlatDict(shapes, dtype))  # room for the temporaries
 
     def step(self, grads: dict) -> None:
         """Apply one Adam update with `grads` (same keys as `params`)."""
@@ -438,15 +483,18 @@ class Adam:
         # and PyTorch's form): one scalar each instead of two more array operations.
         step_size = self.lr * math.sqrt(1 - beta2**self.t) / (1 - beta1**self.t)
         eps_hat = self.eps * math.sqrt(1 - beta2**self.t)
-        if self.flat_params is not None:
-            flat_grad = np.concatenate([grads[k].ravel() for k in self.params])
-            groups = [(self.flat_params, flat_grad, self.flat_m, self.flat_v)]
+        s1, s2 = self._scratch
+        if isinstance(self.params, FlatDict) and self.params.same_layout(grads):
+            # A QNetwork's parameters and gradients each tile one vector: the whole network in one pass
+            groups = [(self.params.vector, grads.vector, self.m.vector, self.v.vector, s1.vector, s2.vector)]
         else:
-            groups = [(p, grads[k], self.m[k], self.v[k]) for k, p in self.params.items()]
-        for p, g, m, v in groups:
-            m += (1 - beta1) * (g - m)  # m = beta1 m + (1 - beta1) g
-            v += (1 - beta2) * (g * g - v)  # v = beta2 v + (1 - beta2) g^2
-            p -= step_size * m / (np.sqrt(v) + eps_hat)  # p -= lr m_hat / (sqrt(v_hat) + eps)
+            groups = [(p, grads[k], self.m[k], self.v[k], s1[k], s2[k]) for k, p in self.params.items()]
+        for p, g, m, v, t1, t2 in groups:
+            # One line per equation. The temporaries go into the scratch arrays t1 and t2 (out=), because a
+            # network-sized temporary allocated and freed on every step costs more than the arithmetic.
+            np.subtract(g, m, out=t1); t1 *= 1 - beta1; m += t1  # m = beta1 m + (1 - beta1) g
+            np.multiply(g, g, out=t1); t1 -= v; t1 *= 1 - beta2; v += t1  # v = beta2 v + (1 - beta2) g^2
+            np.sqrt(v, out=t1); t1 += eps_hat; np.multiply(m, step_size, out=t2); t2 /= t1; p -= t2  # p -= lr m_hat / (sqrt(v_hat) + eps)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -641,6 +689,27 @@ def dqn_update(
     return loss
 
 
+def dqn_update_no_target(
+    q_net: QNetwork,
+    optimizer: Adam,
+    replay_buffer: ReplayBuffer,
+    batch_size: int,
+    gamma: float,
+) -> float:
+    """
+    Part II's first update: the same gradient step, without a target network. The TD target comes from
+    `q_net` itself, so every step moves the target it chases.
+
+    :param q_net: The Q-network to update (it also gives the TD target)
+    :param optimizer: The optimizer (Adam over `q_net.parameters()`)
+    :param replay_buffer: The replay buffer containing the transitions
+    :param batch_size: The minibatch size, how many transitions to sample
+    :param gamma: The discount factor
+    :return: The loss before the step
+    """
+    return dqn_update(q_net, q_net, optimizer, replay_buffer, batch_size, gamma)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 5. Evaluation and the training loop
 # ---------------------------------------------------------------------------------------------------------
@@ -653,6 +722,7 @@ def evaluate_policy(
     eval_exploration_rate: float = 0.0,
     rng: Optional[np.random.Generator] = None,
     verbose: int = 1,
+    video_name: Optional[str] = None,
 ) -> tuple:
     """
     Run `n_eval_episodes` full episodes with an epsilon-greedy policy (greedy by default).
@@ -663,23 +733,48 @@ def evaluate_policy(
     :param eval_exploration_rate: The exploration rate to use during evaluation
     :param rng: The run's generator (used only when eval_exploration_rate > 0)
     :param verbose: 1 to print the tutorial's "Mean episode reward" line
+    :param video_name: When set, record every episode into the animated GIF logs/videos/<video_name>.gif
+        (needs eval_env made with render_mode="rgb_array", as in the tutorial)
     :return: (mean, std) of the episode returns
     """
     _check_positive_int("n_eval_episodes", n_eval_episodes)
+    if video_name is not None and eval_env.render_mode != "rgb_array":
+        raise ValueError(f"video_name needs an eval_env made with render_mode='rgb_array', "
+                         f"got render_mode={eval_env.render_mode!r}")
+    frames = []
     episode_returns = []
     for _ in range(n_eval_episodes):
         obs, _ = eval_env.reset()
         total_reward, done = 0.0, False
         while not done:
+            if video_name is not None:
+                frames.append(eval_env.render())  # (height, width, 3) uint8; "human" mode draws itself in step
             action = epsilon_greedy_action_selection(q_net, obs, eval_exploration_rate, eval_env.action_space, rng)
             obs, reward, terminated, truncated, _ = eval_env.step(action)
             total_reward += float(reward)
             done = terminated or truncated
         episode_returns.append(total_reward)
+    if video_name is not None:
+        path = os.path.join("logs", "videos", f"{video_name}.gif")
+        save_gif(frames, path, fps=eval_env.metadata.get("render_fps", 30))
+        if verbose >= 1:
+            print(f"Saving video to {path}")
     mean, std = float(np.mean(episode_returns)), float(np.std(episode_returns))
     if verbose >= 1:
         print(f"Mean episode reward: {mean:.2f} +/- {std:.2f}")
     return mean, std
+
+
+def save_gif(frames: list, path: str, fps: float = 30) -> None:
+    """Write RGB frames (height, width, 3) as an animated GIF (Pillow, which matplotlib brings), whole or not at all."""
+    from PIL import Image  # imported here: only recordings need it
+
+    if not frames:
+        raise ValueError("no frames to save")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)) for frame in frames]
+    with _atomic_write(path) as f:
+        images[0].save(f, format="GIF", save_all=True, append_images=images[1:], duration=1000 / fps, loop=0)
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:
@@ -709,19 +804,19 @@ PRESETS = {
     # RL Zoo's DQN settings (hyperparams/dqn.yml), but one gradient step every 4 env steps instead of 4.
     # Measured: 14/16 seeds reach -100 (README)
     "Acrobot-v1": dict(n_timesteps=100_000, learning_rate=6.3e-4, batch_size=128, replay_buffer_size=50_000,
-                       learning_starts=0, gamma=0.99, target_network_update_interval=250, tau=1.0,
+                       learning_starts=0, gamma=0.99, target_network_update_interval=250,
                        update_interval=4, exploration_fraction=0.12, exploration_final_eps=0.1,
                        n_hidden_units=256, evaluation_interval=10_000),
     # RL Zoo's settings; its 8 gradient steps every 16 env steps become one every 2. Measured: 0/16 reach
     # -110: epsilon-greedy never finds the flag (README). Kept as the zoo's row, not a tuned one
     "MountainCar-v0": dict(n_timesteps=120_000, learning_rate=4e-3, batch_size=128, replay_buffer_size=10_000,
-                           learning_starts=1000, gamma=0.98, target_network_update_interval=600, tau=1.0,
+                           learning_starts=1000, gamma=0.98, target_network_update_interval=600,
                            update_interval=2, exploration_fraction=0.2, exploration_final_eps=0.07,
                            n_hidden_units=256, evaluation_interval=10_000),
     # RL Zoo's settings for LunarLander-v2, with one gradient step every 4 env steps, and 200k steps.
     # Measured: 14/16 seeds reach 200 (README)
     "LunarLander-v3": dict(n_timesteps=200_000, learning_rate=6.3e-4, batch_size=128, replay_buffer_size=50_000,
-                           learning_starts=0, gamma=0.99, target_network_update_interval=250, tau=1.0,
+                           learning_starts=0, gamma=0.99, target_network_update_interval=250,
                            update_interval=4, exploration_fraction=0.12, exploration_final_eps=0.1,
                            n_hidden_units=256, evaluation_interval=20_000),
 }
@@ -747,9 +842,9 @@ def run_dqn(
     env_id: str = "CartPole-v1",
     # Holds the whole 50k-step run, so early failures are never forgotten (tutorial, RL Zoo: 100k)
     replay_buffer_size: int = 100_000,
-    # With tau: a small soft update every env step (Lillicrap et al. 2016), 11/16; the tutorial's hard copy
-    # every 10 steps gives 4/16, and every 500 steps 1/16
-    target_network_update_interval: int = 1,
+    # None: a small soft update every env step (tau, below; Lillicrap et al. 2016), 11/16; the tutorial's
+    # hard copy every 10 steps gives 4/16, and every 500 steps 1/16
+    target_network_update_interval: Optional[int] = None,
     learning_starts: int = 1000,  # random-policy warm-up (tutorial, RL Zoo)
     exploration_initial_eps: float = 1.0,  # tutorial, RL Zoo
     exploration_final_eps: float = 0.04,  # tutorial, RL Zoo; 0.01, 0.1 and 0.2 give 10/16, 10/16, 11/16
@@ -770,6 +865,8 @@ def run_dqn(
     max_grad_norm: Optional[float] = None,  # off: clipping at 10 (SB3's) made both settings tried worse
     double_dqn: bool = False,  # plain DQN: Double DQN (van Hasselt 2016) gives 12/16 vs 14/16 at 256 units
     tau: float = 0.05,  # soft target update rate: target = tau * online + (1 - tau) * target; 0.02: 10/16, 0.1: 5/16
+    weight_averaging_rate: Optional[float] = 3e-4,
+    eval_render_mode: Optional[str] = None,  # tutorial: "human" to watch the evaluations
     save_path: Optional[str] = None,
     log_path: Optional[str] = None,
     verbose: int = 1,
@@ -782,6 +879,7 @@ def run_dqn(
     :param env_id: Gymnasium env id (Box observations, Discrete actions)
     :param replay_buffer_size: Max capacity of the replay buffer
     :param target_network_update_interval: Copy the Q-network into the target network every this many env steps
+        (the tutorial's hard update; 1 means no target network). None: a soft update every env step instead
     :param learning_starts: Env steps of pure collection before the first gradient step
     :param exploration_initial_eps: Epsilon at the start
     :param exploration_final_eps: Epsilon after the schedule ends
@@ -800,18 +898,27 @@ def run_dqn(
     :param loss_fn: "mse" (the tutorial's) or "huber"
     :param max_grad_norm: Global gradient-norm clipping threshold (None: off)
     :param double_dqn: Use the Double DQN target
-    :param tau: Target update: target = tau * online + (1 - tau) * target (1: copy, as Mnih et al. 2015)
+    :param tau: The soft update's rate, used when target_network_update_interval is None:
+        target = tau * online + (1 - tau) * target after every env step
+    :param weight_averaging_rate: The policy that plays (periodic evaluations, the saved and returned network) is
+        an exponential moving average of the online weights, avg += rate * (online - avg) after every gradient
+        step (Polyak & Juditsky 1992; Nikishin et al. 2018). None: the online network plays, as in the tutorial
+    :param eval_render_mode: Render mode of the evaluation env: None, "human" (a window) or "rgb_array"
     :param save_path: Save the trained network here (.npz) at the end, or when interrupted
     :param log_path: Write the training log here (.npz) at the end, or when interrupted
     :param verbose: 0 silent, 1 a line per evaluation, 2 also a line per training episode
     :return: The trained Q-network
     """
-    for name in ("replay_buffer_size", "target_network_update_interval", "n_timesteps", "update_interval",
-                 "batch_size", "n_hidden_units", "n_eval_episodes"):
+    for name in ("replay_buffer_size", "n_timesteps", "update_interval", "batch_size", "n_hidden_units",
+                 "n_eval_episodes"):
         _check_positive_int(name, locals()[name])
+    if target_network_update_interval is not None:
+        _check_positive_int("target_network_update_interval", target_network_update_interval)
     for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction", "gamma",
                  "eval_exploration_rate", "tau"):
         _check_range(name, locals()[name], 0.0, 1.0)
+    if weight_averaging_rate is not None and not 0 < weight_averaging_rate <= 1:
+        raise ValueError(f"weight_averaging_rate must be in (0, 1] or None, got {weight_averaging_rate}")
     if learning_starts < 0 or evaluation_interval < 0:
         raise ValueError("learning_starts and evaluation_interval must be >= 0")
     if not learning_rate > 0:
@@ -826,13 +933,19 @@ def run_dqn(
     # One generator drives every random draw of the run, so a seed fixes the whole run
     rng = np.random.default_rng(seed)
     env = gym.wrappers.RecordEpisodeStatistics(make_env(env_id))  # adds info["episode"] at episode ends
-    eval_env = make_env(env_id)
+    eval_env = make_env(env_id, render_mode=eval_render_mode)
     eval_env.reset(seed=seed + 1)  # seeded once; evaluate_policy's resets then continue its own RNG
 
     q_net = QNetwork(env.observation_space, env.action_space, n_hidden_units, rng=rng)
     q_target_net = QNetwork(env.observation_space, env.action_space, n_hidden_units, rng=rng)
     q_target_net.load_state_dict(q_net.state_dict())  # a copy, never an alias
     optimizer = Adam(q_net.parameters(), lr=learning_rate)
+    # The network that plays: the online one, or an average of its recent weights (weight_averaging_rate)
+    policy_net = q_net
+    if weight_averaging_rate is not None:
+        # (made without the run's generator, so averaging changes nothing in training)
+        policy_net = QNetwork(env.observation_space, env.action_space, n_hidden_units)
+        policy_net.load_state_dict(q_net.state_dict())
     replay_buffer = ReplayBuffer(replay_buffer_size, env.observation_space, env.action_space, rng=rng)
     exploration_steps = max(1, int(exploration_fraction * n_timesteps))
 
@@ -843,7 +956,7 @@ def run_dqn(
 
     def finish(reason: str) -> None:
         if save_path is not None:
-            q_net.save(save_path)
+            policy_net.save(save_path)
         if log_path is not None:
             arrays = {k: np.asarray(v) for k, v in log.items()}
             _atomic_savez(log_path, {**arrays, "config": np.array(json.dumps(config))})
@@ -865,12 +978,10 @@ def run_dqn(
                 log["episode_lengths"].append(int(env.length_queue[-1]))
                 log["episode_epsilons"].append(exploration_rate)
 
-            if current_step % target_network_update_interval == 0:
-                if tau == 1.0:
-                    q_target_net.load_state_dict(q_net.state_dict())  # hard update: copy the online weights
-                else:
-                    # soft (Polyak) update, on the one vector that holds every parameter
-                    q_target_net.flat_params += tau * (q_net.flat_params - q_target_net.flat_params)
+            if target_network_update_interval is None:
+                q_target_net.polyak_update(q_net, tau)  # soft update: target += tau * (online - target)
+            elif current_step % target_network_update_interval == 0:
+                q_target_net.polyak_update(q_net, 1.0)  # hard update: a copy (load_state_dict, in one call)
 
             if current_step % update_interval == 0 and current_step > learning_starts:
                 if final_learning_rate is not None:
@@ -880,13 +991,15 @@ def run_dqn(
                                       loss_fn, max_grad_norm, double_dqn, update_info)
                 except ValueError as e:
                     raise ValueError(f"step {current_step}: {e}") from e
+                if policy_net is not q_net:  # average the weights that play (Polyak & Juditsky 1992)
+                    policy_net.polyak_update(q_net, weight_averaging_rate)
                 log["update_steps"].append(current_step)
                 log["losses"].append(loss)
                 if update_info is not None:
                     log["mean_qs"].append(update_info["mean_q"])
 
             if evaluation_interval > 0 and current_step % evaluation_interval == 0:
-                mean, std = evaluate_policy(eval_env, q_net, n_eval_episodes, eval_exploration_rate, rng, verbose=0)
+                mean, std = evaluate_policy(eval_env, policy_net, n_eval_episodes, eval_exploration_rate, rng, verbose=0)
                 log["eval_steps"].append(current_step)
                 log["eval_means"].append(mean)
                 log["eval_stds"].append(std)
@@ -901,15 +1014,61 @@ def run_dqn(
         env.close()
         eval_env.close()
     finish("Done")
-    return q_net
+    return policy_net
+
+
+def run_dqn_no_target(
+    env_id: str = "CartPole-v1",
+    replay_buffer_size: int = 50_000,
+    exploration_initial_eps: float = 1.0,
+    exploration_final_eps: float = 0.01,
+    n_timesteps: int = 20_000,
+    update_interval: int = 2,
+    learning_rate: float = 3e-4,
+    batch_size: int = 64,
+    gamma: float = 0.99,
+    n_eval_episodes: int = 10,
+    evaluation_interval: int = 1000,
+    eval_exploration_rate: float = 0.0,
+    seed: int = 2023,
+    eval_render_mode: Optional[str] = None,
+) -> QNetwork:
+    """
+    Part II's first loop: DQN without a target network, with the tutorial's signature and defaults.
+
+    It is `run_dqn` with the target copied at every env step (so the TD target comes from the network being
+    trained, exactly as `dqn_update_no_target` does), no warm-up, epsilon decaying over the whole run, the
+    tutorial's 64 hidden units, and the online weights playing. The parameters are `run_dqn`'s.
+    """
+    return run_dqn.__wrapped__(  # not from a preset: these are the tutorial's values for every env
+        env_id=env_id, replay_buffer_size=replay_buffer_size, target_network_update_interval=1, learning_starts=0,
+        exploration_initial_eps=exploration_initial_eps, exploration_final_eps=exploration_final_eps,
+        exploration_fraction=1.0, n_timesteps=n_timesteps, update_interval=update_interval,
+        learning_rate=learning_rate, batch_size=batch_size, gamma=gamma, n_hidden_units=64,
+        n_eval_episodes=n_eval_episodes, evaluation_interval=evaluation_interval,
+        eval_exploration_rate=eval_exploration_rate, seed=seed, weight_averaging_rate=None,
+        eval_render_mode=eval_render_mode,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Command line: every run_dqn keyword is a flag, spelled with dashes
 # ---------------------------------------------------------------------------------------------------------
 
-# Types of the keywords whose default is None (the others take their default's type)
-_OPTIONAL_TYPES = {"final_learning_rate": float, "max_grad_norm": float, "save_path": str, "log_path": str}
+# Types of the keywords that may be None (the others take their default's type); on the command line,
+# "none" gives None, e.g. `--weight-averaging-rate none`
+_OPTIONAL_TYPES = {"target_network_update_interval": int, "final_learning_rate": float, "eval_render_mode": str, "weight_averaging_rate": float, "max_grad_norm": float,
+                   "save_path": str, "log_path": str}
+
+
+def _or_none(kind: type):
+    """An argparse type that reads "none" as None and anything else as `kind`."""
+
+    def parse(text: str):
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error messages
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -929,8 +1088,9 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help_text,
                                 action=argparse.BooleanOptionalAction)
         else:
-            kind = _OPTIONAL_TYPES[name] if default is None else type(default)
-            parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help_text, type=kind,
+            kind = _OPTIONAL_TYPES.get(name, type(default))
+            parse = _or_none(kind) if name in _OPTIONAL_TYPES else kind
+            parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help_text, type=parse,
                                 metavar=kind.__name__.upper())
     return parser
 

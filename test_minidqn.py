@@ -313,7 +313,7 @@ def test_backward_matches_finite_differences(activation_fn):
     upstream = rng.normal(size=(7, 4))  # L = sum(upstream * Q(x)), so dL/dQ = upstream
 
     q_net.forward(x)
-    analytic = q_net.backward(upstream)
+    analytic = {k: g.copy() for k, g in q_net.backward(upstream).items()}
     assert {k: v.shape for k, v in analytic.items()} == {k: v.shape for k, v in q_net.parameters().items()}
     numeric = finite_difference_grads(q_net.parameters(), lambda: float(np.sum(upstream * q_net.forward(x))))
     assert_grads_close(analytic, numeric)
@@ -341,7 +341,8 @@ def test_td_loss_gradient_matches_finite_differences(loss_fn, double_dqn):
     if not double_dqn:
         assert np.any(np.abs(errors) < 1) and np.any(np.abs(errors) > 1), "the batch must straddle the kink"
 
-    loss, analytic, _ = td_loss(q_net, q_target_net, data, 0.9, loss_fn, double_dqn)
+    loss, grads, _ = td_loss(q_net, q_target_net, data, 0.9, loss_fn, double_dqn)
+    analytic = {k: g.copy() for k, g in grads.items()}  # the network's own buffers: the next backward overwrites them
     numeric = finite_difference_grads(
         q_net.parameters(), lambda: td_loss(q_net, q_target_net, data, 0.9, loss_fn, double_dqn)[0]
     )
@@ -399,21 +400,42 @@ def test_adam_matches_hand_unrolled_algorithm_1():
     np.testing.assert_allclose(p["x"], [-0.1, 0.1, -0.1, 0.1], rtol=1e-4)
 
 
-def test_adam_whole_vector_path_matches_the_per_array_loop(cartpole):
-    # A QNetwork's parameters tile one vector, so Adam updates them in one pass; plain dicts take the loop.
+def test_adam_whole_vector_path_matches_the_per_array_loop(cartpole, monkeypatch):
+    # A QNetwork's parameters and gradients each tile one vector (FlatDict), so Adam updates them in one pass;
+    # plain dicts take the per-array loop. Both must give the same numbers.
     q_net = QNetwork(cartpole.observation_space, cartpole.action_space, n_hidden_units=8, dtype=np.float64,
                      rng=np.random.default_rng(5))
     copies = q_net.state_dict()  # separate arrays: the per-array loop
     fast, slow = Adam(q_net.parameters(), lr=0.01), Adam(copies, lr=0.01)
-    assert fast.flat_params is q_net.flat_params and slow.flat_params is None
+    assert q_net.parameters().same_layout(q_net.grads) and not q_net.parameters().same_layout(copies)
     rng = np.random.default_rng(6)
     for _ in range(4):
-        grads = {k: rng.normal(size=v.shape) for k, v in copies.items()}
-        fast.step(grads)
-        slow.step(grads)
+        q_net.grads.vector[:] = rng.normal(size=q_net.grads.vector.shape)
+        fast.step(q_net.grads)
+        slow.step({k: g.copy() for k, g in q_net.grads.items()})
     for k in copies:
         np.testing.assert_allclose(q_net.parameters()[k], copies[k], rtol=1e-13, atol=1e-15)
         assert np.shares_memory(q_net.parameters()[k], q_net.flat_params)
+
+
+def test_backward_writes_into_the_networks_own_gradient_vector(cartpole):
+    q_net = QNetwork(cartpole.observation_space, cartpole.action_space, n_hidden_units=8)
+    q_net.forward(np.ones((3, 4), dtype=np.float32))
+    grads = q_net.backward(np.ones((3, 2), dtype=np.float32))
+    assert grads is q_net.grads
+    for k, g in grads.items():
+        assert np.shares_memory(g, q_net.grads.vector) and g.shape == q_net.parameters()[k].shape
+
+
+def test_polyak_update_moves_toward_the_other_network(cartpole):
+    a, b = (QNetwork(cartpole.observation_space, cartpole.action_space, n_hidden_units=8, dtype=np.float64,
+                     rng=np.random.default_rng(s)) for s in (1, 2))
+    before = a.flat_params.copy()
+    a.polyak_update(b, 0.25)
+    np.testing.assert_allclose(a.flat_params, before + 0.25 * (b.flat_params - before), rtol=1e-14)
+    a.polyak_update(b, 1.0)  # rate 1: a copy, never an alias
+    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    assert not np.shares_memory(a.flat_params, b.flat_params)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -843,3 +865,115 @@ def test_a_missing_box2d_gives_the_install_command():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=HERE)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert 'pip install "gymnasium[box2d]"' in result.stderr and "LunarLander-v3" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Part II as the tutorial runs it: no target network, hard copies, watching and recording the agent
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_dqn_update_no_target_is_the_update_with_the_online_net_as_target(cartpole):
+    q_a, _ = make_pair(cartpole, seed=4)
+    q_b, q_b_target = make_pair(cartpole, seed=4)
+    buffers = [ReplayBuffer(500, cartpole.observation_space, cartpole.action_space, rng=np.random.default_rng(9))
+               for _ in range(2)]
+    store_random_steps(cartpole, buffers[0], cartpole.reset(seed=0)[0], 300)
+    buffers[1].transitions[:], buffers[1].current_idx = buffers[0].transitions, buffers[0].current_idx  # same data
+    opt_a, opt_b = Adam(q_a.parameters()), Adam(q_b.parameters())
+    for _ in range(5):
+        minidqn.dqn_update_no_target(q_a, opt_a, buffers[0], 32, 0.99)
+        q_b_target.load_state_dict(q_b.state_dict())  # a target that is always the online net
+        dqn_update(q_b, q_b_target, opt_b, buffers[1], 32, 0.99)
+    np.testing.assert_array_equal(q_a.flat_params, q_b.flat_params)
+
+
+def spy_on_updates(monkeypatch):
+    """Record (online, target) flat weights at every dqn_update that run_dqn makes."""
+    seen = []
+    real_update = minidqn.dqn_update
+
+    def spy(q_net, q_target_net, *args, **kwargs):
+        seen.append((q_net.flat_params.copy(), q_target_net.flat_params.copy()))
+        return real_update(q_net, q_target_net, *args, **kwargs)
+
+    monkeypatch.setattr(minidqn, "dqn_update", spy)
+    return seen
+
+
+TUTORIAL = dict(n_timesteps=600, learning_starts=100, update_interval=2, n_hidden_units=16, evaluation_interval=0,
+                weight_averaging_rate=None, verbose=0, seed=0)
+
+
+def test_target_interval_1_trains_without_a_target_network(monkeypatch):
+    seen = spy_on_updates(monkeypatch)
+    run_dqn(target_network_update_interval=1, **TUTORIAL)
+    assert len(seen) == 250
+    for online, target in seen:
+        np.testing.assert_array_equal(online, target)  # the TD target comes from the network being trained
+
+
+def test_target_interval_n_copies_every_n_env_steps(monkeypatch):
+    seen = spy_on_updates(monkeypatch)
+    run_dqn(target_network_update_interval=10, **TUTORIAL)
+    # updates at steps 102, 104, ...; the copy at step 110 takes the weights as they are before the update at 110
+    targets = [target for _, target in seen]
+    for i, (online, target) in enumerate(seen):
+        step = 102 + 2 * i
+        if step % 10 == 0:
+            np.testing.assert_array_equal(target, online)  # just copied
+        elif i > 0:
+            np.testing.assert_array_equal(target, targets[i - 1])  # unchanged between copies
+    assert not np.array_equal(targets[0], targets[-1])
+
+
+def test_default_soft_target_update_moves_by_tau_every_env_step(monkeypatch):
+    seen = spy_on_updates(monkeypatch)
+    run_dqn(tau=0.05, **TUTORIAL)
+    # between two updates (2 env steps) the online net is fixed, so the target moves by 1 - 0.95^2 of the gap
+    (_, target_1), (online_2, target_2) = seen[10], seen[11]  # online_2: the weights after update 10
+    expected = target_1 + (1 - 0.95**2) * (online_2 - target_1)
+    np.testing.assert_allclose(target_2, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_run_dqn_no_target_has_the_tutorial_signature():
+    q_net = minidqn.run_dqn_no_target(n_timesteps=500, evaluation_interval=250, n_eval_episodes=2, seed=1)
+    assert isinstance(q_net, QNetwork) and q_net.n_hidden_units == 64
+
+
+def test_weight_averaging_plays_the_average_and_leaves_training_alone(monkeypatch):
+    seen = spy_on_updates(monkeypatch)
+    averaged = run_dqn(**{**TUTORIAL, "weight_averaging_rate": 0.01})
+    online_final = run_dqn(**TUTORIAL)  # the same run, the online weights playing
+    # recompute the average by hand from the online weights after every update
+    onlines = [online for online, _ in seen[1:250]] + [online_final.flat_params]  # after updates 1..250
+    average = seen[0][0].copy()
+    for online in onlines:
+        average += 0.01 * (online - average)
+    np.testing.assert_allclose(averaged.flat_params, average, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(averaged.flat_params, online_final.flat_params)
+    # a rate of 1 copies the online weights after every update: the same network as no averaging
+    np.testing.assert_array_equal(run_dqn(**{**TUTORIAL, "weight_averaging_rate": 1.0}).flat_params,
+                                  online_final.flat_params)
+
+
+def test_evaluate_policy_records_a_gif(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = gym.make("CartPole-v1", render_mode="rgb_array")
+    env.reset(seed=0)
+    q_net = QNetwork(env.observation_space, env.action_space, rng=np.random.default_rng(0))
+    mean, _ = evaluate_policy(env, q_net, 2, video_name="DQN_CartPole-v1", verbose=0)
+    from PIL import Image
+
+    with Image.open(tmp_path / "logs" / "videos" / "DQN_CartPole-v1.gif") as gif:
+        assert 1 < gif.n_frames <= int(2 * mean)  # a frame per step (Pillow merges identical neighbours)
+    with pytest.raises(ValueError, match="render_mode='rgb_array'"):
+        evaluate_policy(gym.make("CartPole-v1"), q_net, 1, video_name="no_frames")
+
+
+def test_eval_render_mode_human_opens_a_window():
+    # A real pygame window, on SDL's dummy video driver so no screen is needed
+    code = ("import minidqn; minidqn.run_dqn(n_timesteps=200, learning_starts=100, evaluation_interval=100, "
+            "n_eval_episodes=1, n_hidden_units=16, eval_render_mode='human', verbose=0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=HERE,
+                            env={**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"})
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,129 @@
+"""Where one DQN update's time goes: each part in microseconds, next to the matrix-product floor.
+
+    python benchmarks/update_speed.py                     # the same-work network (64 units) and the demo's (256)
+    python benchmarks/update_speed.py --hidden 64 --batch 64
+
+One thread (OMP_NUM_THREADS=1), medians of many repeats. The floor of an update is the time of its matrix
+products alone, each timed on its own at its real shape: what the hand-written forward, backward and
+Adam cannot go below in NumPy. The script also prints the core's matrix-product peak (GFLOPS) and the cost of
+one env step, the two numbers the same-work floor is made of.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import timeit
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+
+import minidqn  # noqa: E402
+
+
+def median_us(fn, number: int = 200, repeat: int = 15) -> float:
+    """Median over `repeat` rounds of the mean time of one call, in microseconds."""
+    return float(np.median(timeit.repeat(fn, number=number, repeat=repeat))) / number * 1e6
+
+
+def matmul_peak_gflops() -> tuple:
+    """The best float32 GFLOPS over square products of a few sizes, and the size that reached it."""
+    best = (0.0, 0)
+    for n in (64, 128, 256, 512):
+        a, b = np.ones((n, n), np.float32), np.ones((n, n), np.float32)
+        out = np.empty((n, n), np.float32)
+        t = median_us(lambda: np.matmul(a, b, out=out), number=max(1, 20000 // n), repeat=9)
+        best = max(best, (2 * n**3 / t / 1e3, n))
+    return best
+
+
+def update_matmuls(batch: int, obs_dim: int, hidden: int, n_actions: int) -> list:
+    """The (m, k, n) shapes of every matrix product in one update: target forward, online forward, backward."""
+    forward = [(batch, obs_dim, hidden), (batch, hidden, hidden), (batch, hidden, n_actions)]
+    backward = [(hidden, batch, n_actions), (batch, n_actions, hidden), (hidden, batch, hidden),
+                (batch, hidden, hidden), (obs_dim, batch, hidden)]
+    return forward + forward + backward
+
+
+def matmul_floor_us(shapes: list) -> tuple:
+    """Time each product alone (preallocated output, float32) and add them up; also return the FLOPs."""
+    total, flops = 0.0, 0
+    for m, k, n in shapes:
+        a, b, out = np.ones((m, k), np.float32), np.ones((k, n), np.float32), np.empty((m, n), np.float32)
+        total += median_us(lambda: np.matmul(a, b, out=out), number=500)
+        flops += 2 * m * k * n
+    return total, flops
+
+
+def profile_update(hidden: int, batch: int, tau: float) -> dict:
+    """Time the parts of one update on CartPole with a buffer of random transitions."""
+    env = gym.make("CartPole-v1")
+    rng = np.random.default_rng(0)
+    q_net = minidqn.QNetwork(env.observation_space, env.action_space, hidden, rng=rng)
+    q_target_net = minidqn.QNetwork(env.observation_space, env.action_space, hidden, rng=rng)
+    optimizer = minidqn.Adam(q_net.parameters(), lr=1e-3)
+    buffer = minidqn.ReplayBuffer(10_000, env.observation_space, env.action_space, rng=rng)
+    obs, _ = env.reset(seed=0)
+    for _ in range(5000):
+        obs = minidqn.collect_one_step(env, q_net, buffer, obs, 1.0, rng=rng)
+    data = buffer.sample(batch)
+    grads = minidqn.td_loss(q_net, q_target_net, data, 0.99)[1]
+    single_obs = np.asarray(obs, np.float32)
+    env.reset(seed=1)
+
+    def env_step():
+        if env_step.done:
+            env.reset()
+        _, _, terminated, truncated, _ = env.step(int(env.action_space.sample()))
+        env_step.done = terminated or truncated
+    env_step.done = False
+
+    parts = {
+        "sample a batch": lambda: buffer.sample(batch),
+        "target forward (next obs)": lambda: q_target_net(data.next_observations),
+        "online forward": lambda: q_net.forward(data.observations),
+        "td_loss (both forwards, loss, backward)": lambda: minidqn.td_loss(q_net, q_target_net, data, 0.99),
+        "Adam step": lambda: optimizer.step(grads),
+        f"target update (tau {tau:g})": lambda: q_target_net.polyak_update(q_net, tau),
+        "whole dqn_update": lambda: minidqn.dqn_update(q_net, q_target_net, optimizer, buffer, batch, 0.99),
+        "greedy action, one observation": lambda: minidqn.epsilon_greedy_action_selection(
+            q_net, single_obs, 0.0, env.action_space),
+        "env.step (CartPole-v1, gym.make's wrappers)": env_step,
+    }
+    times = {name: median_us(fn) for name, fn in parts.items()}
+    env.close()
+    return times
+
+
+def report(hidden: int, batch: int, tau: float) -> None:
+    times = profile_update(hidden, batch, tau)
+    floor, flops = matmul_floor_us(update_matmuls(batch, 4, hidden, 2))
+    print(f"\n### {hidden} hidden units, batch {batch} (CartPole-v1: 4 inputs, 2 actions)\n")
+    print("| part | us |")
+    print("|---|---|")
+    for name, t in times.items():
+        print(f"| {name} | {t:.1f} |")
+    print(f"| floor: the update's matrix products alone ({flops / 1e6:.2f} MFLOP) | {floor:.1f} |")
+    print(f"\ndqn_update takes {times['whole dqn_update'] / floor:.2f}x its matrix products; "
+          f"{times['whole dqn_update'] - floor:.1f} us per update are everything else.")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hidden", type=int, nargs="+", default=[64, 256], help="hidden units (default 64 256)")
+    parser.add_argument("--batch", type=int, default=64, help="batch size (default %(default)s)")
+    args = parser.parse_args(argv)
+    gflops, n = matmul_peak_gflops()
+    print(f"matrix-product peak on this core: {gflops:.0f} GFLOPS (float32, {n}x{n}x{n}), numpy {np.__version__}")
+    for hidden in args.hidden:
+        report(hidden, args.batch, tau=1.0 if hidden == 64 else 0.05)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
