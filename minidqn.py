@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import functools
 import inspect
 import json
@@ -47,23 +46,6 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
-
-def _keep_freed_memory_for_reuse() -> None:
-    """Speed, on Linux: stop glibc from handing freed memory back to the OS after every update.
-
-    Each update frees a few arrays of a few hundred KB (with 256 hidden units); glibc's defaults return such
-    memory to the kernel at once and fault it back in on the next update, which made the demo 1.6x slower.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD: keep up to 64 MB of free heap
-            libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD: blocks under 16 MB come from the heap, not mmap
-        except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
-            pass
-
-
-_keep_freed_memory_for_reuse()
 
 # Fallback generator for callers that pass no `rng` (the tutorial's cells). `run_dqn` never uses it:
 # it makes one np.random.Generator per run and hands it to everything that draws random numbers.
@@ -266,6 +248,7 @@ class FlatDict(dict):
 
     def __init__(self, shapes: dict, dtype) -> None:
         self.vector = np.zeros(sum(math.prod(shape) for shape in shapes.values()), dtype=dtype)
+        self.layout = (tuple((name, tuple(shape)) for name, shape in shapes.items()), np.dtype(dtype))
         offset = 0
         for name, shape in shapes.items():
             size = math.prod(shape)
@@ -274,8 +257,7 @@ class FlatDict(dict):
 
     def same_layout(self, other) -> bool:
         """True when `other` is a FlatDict with the same names, shapes and dtype, in the same order."""
-        return (isinstance(other, FlatDict) and other.vector.dtype == self.vector.dtype
-                and [(k, v.shape) for k, v in other.items()] == [(k, v.shape) for k, v in self.items()])
+        return isinstance(other, FlatDict) and other.layout == self.layout
 
 
 class QNetwork:
@@ -779,6 +761,7 @@ def save_gif(frames: list, path: str, fps: float = 30) -> None:
 
 def make_env(env_id: str, **kwargs) -> gym.Env:
     """gym.make with clear errors: unknown ids, missing optional dependencies, spaces DQN cannot use."""
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None is gym's default: leave it to gym
     try:
         env = gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as e:
@@ -842,8 +825,8 @@ def run_dqn(
     env_id: str = "CartPole-v1",
     # Holds the whole 50k-step run, so early failures are never forgotten (tutorial, RL Zoo: 100k)
     replay_buffer_size: int = 100_000,
-    # None: a small soft update every env step (tau, below; Lillicrap et al. 2016), 11/16; the tutorial's
-    # hard copy every 10 steps gives 4/16, and every 500 steps 1/16
+    # None: a small soft update after every gradient step (tau, below; Lillicrap et al. 2016), 11/16; the
+    # tutorial's hard copy every 10 steps gives 4/16, and every 500 steps 1/16
     target_network_update_interval: Optional[int] = None,
     learning_starts: int = 1000,  # random-policy warm-up (tutorial, RL Zoo)
     exploration_initial_eps: float = 1.0,  # tutorial, RL Zoo
@@ -864,7 +847,9 @@ def run_dqn(
     loss_fn: str = "mse",  # tutorial's; Huber (SB3's) lets Q diverge with Adam and a fast target: 0/16
     max_grad_norm: Optional[float] = None,  # off: clipping at 10 (SB3's) made both settings tried worse
     double_dqn: bool = False,  # plain DQN: Double DQN (van Hasselt 2016) gives 12/16 vs 14/16 at 256 units
-    tau: float = 0.05,  # soft target update rate: target = tau * online + (1 - tau) * target; 0.02: 10/16, 0.1: 5/16
+    # Per gradient step; 0.1 is 0.05 per env step at one gradient step every 2 (those figures: per env step,
+    # 0.02: 10/16, 0.1: 5/16)
+    tau: float = 0.1,
     weight_averaging_rate: Optional[float] = 3e-4,
     eval_render_mode: Optional[str] = None,  # tutorial: "human" to watch the evaluations
     save_path: Optional[str] = None,
@@ -879,7 +864,7 @@ def run_dqn(
     :param env_id: Gymnasium env id (Box observations, Discrete actions)
     :param replay_buffer_size: Max capacity of the replay buffer
     :param target_network_update_interval: Copy the Q-network into the target network every this many env steps
-        (the tutorial's hard update; 1 means no target network). None: a soft update every env step instead
+        (the tutorial's hard update; 1 means no target network). None: a soft update after every gradient step
     :param learning_starts: Env steps of pure collection before the first gradient step
     :param exploration_initial_eps: Epsilon at the start
     :param exploration_final_eps: Epsilon after the schedule ends
@@ -899,7 +884,7 @@ def run_dqn(
     :param max_grad_norm: Global gradient-norm clipping threshold (None: off)
     :param double_dqn: Use the Double DQN target
     :param tau: The soft update's rate, used when target_network_update_interval is None:
-        target = tau * online + (1 - tau) * target after every env step
+        target = tau * online + (1 - tau) * target after every gradient step
     :param weight_averaging_rate: The policy that plays (periodic evaluations, the saved and returned network) is
         an exponential moving average of the online weights, avg += rate * (online - avg) after every gradient
         step (Polyak & Juditsky 1992; Nikishin et al. 2018). None: the online network plays, as in the tutorial
@@ -949,20 +934,14 @@ def run_dqn(
     replay_buffer = ReplayBuffer(replay_buffer_size, env.observation_space, env.action_space, rng=rng)
     exploration_steps = max(1, int(exploration_fraction * n_timesteps))
 
-    log = {"episode_steps": [], "episode_returns": [], "episode_lengths": [], "episode_epsilons": [],
-           "update_steps": [], "losses": [], "mean_qs": [], "eval_steps": [], "eval_means": [], "eval_stds": []}
-    update_info = {} if log_path is not None else None  # dqn_update fills it with the batch's mean Q
-    start_time = time.perf_counter()
+    log = TrainingLog(keep_mean_q=log_path is not None, verbose=verbose)
 
     def finish(reason: str) -> None:
         if save_path is not None:
             policy_net.save(save_path)
         if log_path is not None:
-            arrays = {k: np.asarray(v) for k, v in log.items()}
-            _atomic_savez(log_path, {**arrays, "config": np.array(json.dumps(config))})
-        if verbose >= 1:
-            saved = f"; network saved to {save_path}" if save_path is not None else ""
-            print(f"{reason} after {current_step} steps in {time.perf_counter() - start_time:.1f} s{saved}")
+            log.save(log_path, config)
+        log.done(reason, current_step, save_path)
 
     obs, _ = env.reset(seed=seed)  # the only seeded reset of the training env
     current_step = 0
@@ -972,41 +951,28 @@ def run_dqn(
                 exploration_initial_eps, exploration_final_eps, current_step, exploration_steps
             )
             obs = collect_one_step(env, q_net, replay_buffer, obs, exploration_rate, int(verbose >= 2), rng)
-            if env.episode_count > len(log["episode_returns"]):  # an episode just ended
-                log["episode_steps"].append(current_step)
-                log["episode_returns"].append(float(env.return_queue[-1]))
-                log["episode_lengths"].append(int(env.length_queue[-1]))
-                log["episode_epsilons"].append(exploration_rate)
+            log.episode_end(env, current_step, exploration_rate)
 
-            if target_network_update_interval is None:
-                q_target_net.polyak_update(q_net, tau)  # soft update: target += tau * (online - target)
-            elif current_step % target_network_update_interval == 0:
-                q_target_net.polyak_update(q_net, 1.0)  # hard update: a copy (load_state_dict, in one call)
+            if target_network_update_interval is not None and current_step % target_network_update_interval == 0:
+                q_target_net.load_state_dict(q_net.state_dict())  # hard update: copy the online weights
 
             if current_step % update_interval == 0 and current_step > learning_starts:
                 if final_learning_rate is not None:
                     optimizer.lr = linear_schedule(learning_rate, final_learning_rate, current_step, n_timesteps)
                 try:
                     loss = dqn_update(q_net, q_target_net, optimizer, replay_buffer, batch_size, gamma,
-                                      loss_fn, max_grad_norm, double_dqn, update_info)
+                                      loss_fn, max_grad_norm, double_dqn, log.update_info)
                 except ValueError as e:
                     raise ValueError(f"step {current_step}: {e}") from e
-                if policy_net is not q_net:  # average the weights that play (Polyak & Juditsky 1992)
-                    policy_net.polyak_update(q_net, weight_averaging_rate)
-                log["update_steps"].append(current_step)
-                log["losses"].append(loss)
-                if update_info is not None:
-                    log["mean_qs"].append(update_info["mean_q"])
+                if target_network_update_interval is None:
+                    q_target_net.polyak_update(q_net, tau)  # soft update: target += tau * (online - target)
+                if policy_net is not q_net:
+                    policy_net.polyak_update(q_net, weight_averaging_rate)  # average += rate * (online - average)
+                log.update(current_step, loss)
 
             if evaluation_interval > 0 and current_step % evaluation_interval == 0:
                 mean, std = evaluate_policy(eval_env, policy_net, n_eval_episodes, eval_exploration_rate, rng, verbose=0)
-                log["eval_steps"].append(current_step)
-                log["eval_means"].append(mean)
-                log["eval_stds"].append(std)
-                if verbose >= 1:
-                    recent_loss = np.mean(log["losses"][-100:]) if log["losses"] else float("nan")
-                    print(f"step {current_step:>7} | eps {exploration_rate:.3f} | loss {recent_loss:8.4f} | "
-                          f"Mean episode reward: {mean:.2f} +/- {std:.2f} | {time.perf_counter() - start_time:.1f} s")
+                log.evaluation(current_step, exploration_rate, mean, std)
     except KeyboardInterrupt:
         finish("Interrupted")
         raise
@@ -1015,6 +981,56 @@ def run_dqn(
         eval_env.close()
     finish("Done")
     return policy_net
+
+
+class TrainingLog:
+    """
+    run_dqn's bookkeeping: what `plots.py` draws (`--log-path`), and the progress lines.
+
+    :param keep_mean_q: Also record the batch's mean Q(s, a) at every update (costs a little: logging only)
+    :param verbose: 1 to print a line per evaluation
+    """
+
+    def __init__(self, keep_mean_q: bool, verbose: int) -> None:
+        self.records = {k: [] for k in ("episode_steps", "episode_returns", "episode_lengths", "episode_epsilons",
+                                        "update_steps", "losses", "mean_qs", "eval_steps", "eval_means", "eval_stds")}
+        self.update_info = {} if keep_mean_q else None  # dqn_update fills it with the batch's mean Q
+        self.verbose = verbose
+        self.start_time = time.perf_counter()
+
+    def episode_end(self, env: gym.wrappers.RecordEpisodeStatistics, step: int, exploration_rate: float) -> None:
+        """Record the episode that just ended, if one did (the env counts them)."""
+        r = self.records
+        if env.episode_count > len(r["episode_returns"]):
+            r["episode_steps"].append(step)
+            r["episode_returns"].append(float(env.return_queue[-1]))
+            r["episode_lengths"].append(int(env.length_queue[-1]))
+            r["episode_epsilons"].append(exploration_rate)
+
+    def update(self, step: int, loss: float) -> None:
+        self.records["update_steps"].append(step)
+        self.records["losses"].append(loss)
+        if self.update_info is not None:
+            self.records["mean_qs"].append(self.update_info["mean_q"])
+
+    def evaluation(self, step: int, exploration_rate: float, mean: float, std: float) -> None:
+        r = self.records
+        r["eval_steps"].append(step)
+        r["eval_means"].append(mean)
+        r["eval_stds"].append(std)
+        if self.verbose >= 1:
+            recent_loss = np.mean(r["losses"][-100:]) if r["losses"] else float("nan")
+            print(f"step {step:>7} | eps {exploration_rate:.3f} | loss {recent_loss:8.4f} | "
+                  f"Mean episode reward: {mean:.2f} +/- {std:.2f} | {time.perf_counter() - self.start_time:.1f} s")
+
+    def save(self, path: str, config: dict) -> None:
+        arrays = {k: np.asarray(v) for k, v in self.records.items()}
+        _atomic_savez(path, {**arrays, "config": np.array(json.dumps(config))})
+
+    def done(self, reason: str, step: int, save_path: Optional[str]) -> None:
+        if self.verbose >= 1:
+            saved = f"; network saved to {save_path}" if save_path is not None else ""
+            print(f"{reason} after {step} steps in {time.perf_counter() - self.start_time:.1f} s{saved}")
 
 
 def run_dqn_no_target(

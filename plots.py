@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import multiprocessing
 import os
 import signal
@@ -242,6 +243,76 @@ def plot_diagnostics(logs: list, path: str) -> None:
     plt.close(fig)
 
 
+# What each ingredient buys: the demo's settings, and one ingredient changed at a time (README, "What each
+# ingredient buys"). 64 hidden units by default, to keep the whole picture under 10 minutes on 2 cores.
+ABLATIONS = {
+    "the demo's settings": {},
+    "no target network (the tutorial's first loop)": dict(target_network_update_interval=1),
+    "the tutorial's hard copy every 10 steps": dict(target_network_update_interval=10),
+    "no replay to speak of (a buffer of one batch)": dict(replay_buffer_size=64),
+    "Huber loss instead of MSE": dict(loss_fn="huber"),
+    "Double DQN": dict(double_dqn=True),
+    "the online weights play (no weight averaging)": dict(weight_averaging_rate=None),
+}
+
+
+def train_ablation(seeds, base_kwargs: dict, out_dir: str, processes: int | None = None) -> dict:
+    """Train every variant of ABLATIONS on the same seeds, each into its own subfolder; return their logs."""
+    logs = {}
+    for i, (name, change) in enumerate(ABLATIONS.items()):
+        print(f"{name}: {change or 'as the demo'}", flush=True)
+        logs[name] = train_seeds(seeds, {**base_kwargs, **change}, os.path.join(out_dir, f"variant{i}"), processes,
+                                 verbose=0)
+    return logs
+
+
+def load_ablation(out_dir: str) -> dict:
+    return {name: load_logs(os.path.join(out_dir, f"variant{i}")) for i, name in enumerate(ABLATIONS)}
+
+
+def plot_ablation(logs_by_variant: dict, path: str) -> None:
+    """One panel per variant: its median and interquartile band, the demo's median in grey for reference."""
+    names = list(logs_by_variant)
+    reference = logs_by_variant[names[0]]
+    config = reference[0]["config"]
+    threshold = reward_threshold(config["env_id"])
+    n_cols = 4
+    n_rows = math.ceil(len(names) / n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(4 * n_cols, 3.4 * n_rows), sharex=True, sharey=True)
+    axes = axes.ravel()
+
+    def curves(logs):
+        n_evals = min(len(log["eval_steps"]) for log in logs)
+        if n_evals == 0:
+            raise ValueError("the logs hold no periodic evaluations: train with --evaluation-interval > 0")
+        return logs[0]["eval_steps"][:n_evals], np.array([log["eval_means"][:n_evals] for log in logs])
+
+    ref_x, ref_y = curves(reference)
+    for ax, name in zip(axes, names):
+        logs = logs_by_variant[name]
+        x, per_seed = curves(logs)
+        if name != names[0]:
+            ax.plot(ref_x, np.median(ref_y, axis=0), color="gray", linewidth=1.5, label="the demo's median")
+        band(ax, x, per_seed, "tab:blue", f"median of {len(logs)} seeds")
+        if threshold is not None:
+            ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1)
+        solved = solved_count(logs, threshold)
+        ax.set_title(f"{name}\nfinal weights: {solved} / {len(logs)} solved", fontsize=10)
+        if name == names[1]:  # one legend: every panel draws the same three things
+            ax.legend(loc="lower right", fontsize=8)
+    for ax in axes[len(names):]:
+        ax.axis("off")
+    for ax in axes[-n_cols:]:
+        ax.set_xlabel("env steps")
+    for ax in axes[::n_cols]:
+        ax.set_ylabel("greedy return")
+    fig.suptitle(f"{config['env_id']}, {config['n_hidden_units']} hidden units: one ingredient changed at a time "
+                 f"(solved: final {N_FINAL_EPISODES}-episode greedy mean >= {threshold:g})")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def representative_seed(logs: list) -> dict:
     """The seed whose final score is the median: what a typical run learns, not the luckiest one."""
     ordered = sorted(logs, key=lambda log: log["final_mean"])
@@ -342,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--processes", type=int, default=None, help="parallel processes (default: one per core)")
     parser.add_argument("--redraw", action="store_true", help="redraw from the logs in --out, do not train")
     parser.add_argument("--no-gif", dest="gif", action="store_false", help="skip the animated GIF")
+    parser.add_argument("--ablation", action="store_true",
+                        help="train the demo and one-ingredient variants of it (64 hidden units unless "
+                        "--n-hidden-units), draw ablation.png")
     run_flags = parser.add_argument_group("run_dqn flags (passed through)")
     for action in minidqn.build_parser()._actions:
         if action.dest not in ("help", "seed", "save_path", "log_path", "verbose"):
@@ -368,6 +442,15 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_out_dir(args.out)
+        if args.ablation:
+            if not args.redraw:
+                run_kwargs = {"n_hidden_units": 64, **run_kwargs_from(args)}
+                seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+                train_ablation(seeds, run_kwargs, args.out, args.processes)
+            path = os.path.join(args.out, "ablation.png")
+            plot_ablation(load_ablation(args.out), path)
+            print(f"wrote {path}")
+            return 0
         if args.redraw:
             logs = load_logs(args.out)
         else:

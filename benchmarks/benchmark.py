@@ -1,0 +1,254 @@
+"""benchmark.py: how reliably minidqn learns and how fast it runs; each mode writes a results file.
+
+Reliability: N seeds in parallel (one process per core), each judged on the mean return of its FINAL weights
+over 100 greedy episodes (no best checkpoint), with the Wilson 95% interval of the success rate:
+
+    python benchmarks/benchmark.py --seeds 64 --first-seed 5000     # the demo configuration
+    python benchmarks/benchmark.py --env-id Acrobot-v1               # any run_dqn flag passes through
+
+Speed at the same work as ../shared/anchors (CartPole-v1, 20k env steps, learning from step 1000, one
+gradient step of batch 64 every 2 env steps, 64x64 ReLU net, target copied every 10 steps, lr 1e-3, no
+evaluation, one thread), each run a fresh process, the systems alternating, with the floor measured alongside:
+
+    python benchmarks/benchmark.py --speed --repeats 5 --torch-python /tmp/sb3/bin/python
+
+The demo: wall time of `python minidqn.py`, next to the time of its own matrix products:
+
+    python benchmarks/benchmark.py --demo --repeats 3
+
+Results go to benchmarks/results/<name>.md (the date, machine, commit, settings and per-run rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+
+import plots  # noqa: E402
+import results  # noqa: E402
+import update_speed  # noqa: E402
+
+ANCHORS = os.path.join(ROOT, "..", "shared", "anchors")
+SAME_WORK = dict(
+    env_id="CartPole-v1", n_timesteps=20_000, learning_starts=1000, update_interval=2, batch_size=64,
+    n_hidden_units=64, target_network_update_interval=10, learning_rate=1e-3, evaluation_interval=0,
+    replay_buffer_size=100_000, gamma=0.99, exploration_fraction=0.1, exploration_final_eps=0.04,
+    loss_fn="mse", max_grad_norm=None, double_dqn=False, weight_averaging_rate=None,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reliability
+# ---------------------------------------------------------------------------------------------------------
+
+
+def reliability_report(logs: list, command: str, run_kwargs: dict) -> str:
+    env_id = logs[0]["config"]["env_id"]
+    threshold = plots.reward_threshold(env_id)
+    finals = np.array([log["final_mean"] for log in logs])
+    k, n = plots.solved_count(logs, threshold), len(logs)
+    low, high = results.wilson_interval(k, n)
+    worst = min(logs, key=lambda log: log["final_mean"])
+    config = {key: value for key, value in logs[0]["config"].items() if key not in ("seed", "save_path", "log_path")}
+    lines = [
+        results.header(f"Reliability: {env_id}", command, f"{run_kwargs or 'the defaults'}; full config: {config}"),
+        f"Each seed trains, then its final weights play {plots.N_FINAL_EPISODES} greedy episodes on an env seeded "
+        f"with seed + {plots.FINAL_EVAL_SEED_OFFSET}; solved: mean >= {threshold:g}.",
+        "",
+        "| seeds | solved | Wilson 95% interval | final mean +/- std over seeds | worst seed | s per run (median) |",
+        "|---|---|---|---|---|---|",
+        f"| {logs[0]['seed']}..{logs[-1]['seed']} | **{k} / {n}** ({100 * k / n:.0f}%) | "
+        f"{100 * low:.0f}% to {100 * high:.0f}% | {finals.mean():.1f} +/- {finals.std():.1f} | "
+        f"seed {worst['seed']}: {worst['final_mean']:.1f} | {np.median([log['train_seconds'] for log in logs]):.1f} |",
+        "",
+        "| seed | final mean | final std | solved | train s |",
+        "|---|---|---|---|---|",
+    ]
+    for log in logs:
+        solved = "yes" if log["final_mean"] >= threshold else "no"
+        lines.append(f"| {log['seed']} | {log['final_mean']:.1f} | {log['final_std']:.1f} | {solved} | "
+                     f"{log['train_seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Speed at the same work
+# ---------------------------------------------------------------------------------------------------------
+
+
+def time_same_work_once() -> float:
+    """Train on the same-work configuration in this process; return the wall time of run_dqn alone."""
+    import minidqn
+
+    start = time.perf_counter()
+    minidqn.run_dqn(seed=0, verbose=0, **SAME_WORK)
+    return time.perf_counter() - start
+
+
+def run_timed(command: list) -> float:
+    """Run a timing script in a fresh process; it prints its time as the last "<number> s"."""
+    out = subprocess.run(command, capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
+    return float(re.findall(r"([0-9.]+) s", out)[-1])
+
+
+def same_work_floor() -> dict:
+    """The same work's floor on this machine: its env steps, plus its updates' matrix products alone."""
+    n_updates = (SAME_WORK["n_timesteps"] - SAME_WORK["learning_starts"]) // SAME_WORK["update_interval"]
+    env_step_us = update_speed.env_step_us()
+    matmul_us, flops = update_speed.matmul_floor_us(update_speed.update_matmuls(64, 4, 64, 2))
+    gflops, _ = update_speed.matmul_peak_gflops()
+    at_peak_s = n_updates * flops / (gflops * 1e9)
+    env_s = SAME_WORK["n_timesteps"] * env_step_us * 1e-6
+    return dict(n_updates=n_updates, env_step_us=env_step_us, update_matmul_us=matmul_us, flops=flops,
+                gflops=gflops, floor_s=env_s + at_peak_s, floor_real_shapes_s=env_s + n_updates * matmul_us * 1e-6)
+
+
+def speed(repeats: int, torch_python: str | None, command: str) -> str:
+    systems = {"minidqn": [sys.executable, __file__, "--time-same-work-once"]}
+    if torch_python:
+        systems["SB3 DQN"] = [torch_python, os.path.join(ANCHORS, "sb3_same_work.py")]
+        systems["RLSS tutorial DQN (PyTorch)"] = [torch_python, os.path.join(ANCHORS, "tutorial_same_work.py")]
+    times = {name: [] for name in systems}
+    for r in range(repeats):  # alternate, so a slow moment of the shared machine hits every system alike
+        for name, cmd in systems.items():
+            times[name].append(run_timed(cmd))
+        print(f"run {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+    floor = same_work_floor()
+    ours = float(np.median(times["minidqn"]))
+    lines = [
+        results.header("Speed at the same work", command, f"{SAME_WORK}; one thread; fresh process per run; "
+                       f"{repeats} runs of each, alternating"),
+        "| system | wall time (median) | runs (s) | minidqn is faster by |",
+        "|---|---|---|---|",
+    ]
+    for name, ts in times.items():
+        median = float(np.median(ts))
+        ratio = "" if name == "minidqn" else f"**{median / ours:.1f}x**"
+        lines.append(f"| {name} | {median:.2f} s | {', '.join(f'{t:.2f}' for t in ts)} | {ratio} |")
+    lines += [
+        "",
+        f"Floor on this machine: {SAME_WORK['n_timesteps']:,} env steps at {floor['env_step_us']:.1f} us, plus "
+        f"{floor['n_updates']:,} updates of {floor['flops'] / 1e6:.2f} MFLOP at the core's matrix-product peak of "
+        f"{floor['gflops']:.0f} GFLOPS: **{floor['floor_s']:.2f} s**; minidqn takes **{ours / floor['floor_s']:.1f}x** "
+        f"that. (With each product timed at its real, smaller shape, {floor['update_matmul_us']:.1f} us per update, "
+        f"the floor is {floor['floor_real_shapes_s']:.2f} s and minidqn takes {ours / floor['floor_real_shapes_s']:.1f}x it.)",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The demo
+# ---------------------------------------------------------------------------------------------------------
+
+
+def demo(repeats: int, command: str, baseline: str | None) -> str:
+    import minidqn
+
+    defaults = {k: v.default for k, v in __import__("inspect").signature(minidqn.run_dqn).parameters.items()}
+    n_updates = (defaults["n_timesteps"] - defaults["learning_starts"]) // defaults["update_interval"]
+    hidden, batch = defaults["n_hidden_units"], defaults["batch_size"]
+    matmul_us, flops = update_speed.matmul_floor_us(update_speed.update_matmuls(batch, 4, hidden, 2))
+    arithmetic_s = n_updates * matmul_us * 1e-6
+    systems = {"python minidqn.py": [sys.executable, os.path.join(ROOT, "minidqn.py")]}
+    if baseline:
+        systems[f"baseline: {baseline}"] = [sys.executable, baseline]
+    walls = {name: [] for name in systems}
+    final_lines = {}
+    for r in range(repeats):
+        for name, cmd in systems.items():
+            start = time.perf_counter()
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            walls[name].append(time.perf_counter() - start)
+            final_lines[name] = [line for line in out.splitlines() if "Mean episode reward" in line][-1]
+        print(f"run {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in walls.items()), flush=True)
+    ours = float(np.median(walls["python minidqn.py"]))
+    lines = [
+        results.header("The demo", command, f"run_dqn's defaults; {repeats} runs, wall time of the whole process"),
+        "| command | wall time (median) | runs (s) | last progress line |",
+        "|---|---|---|---|",
+    ]
+    for name, ts in walls.items():
+        lines.append(f"| `{name}` | {np.median(ts):.2f} s | {', '.join(f'{t:.2f}' for t in ts)} | "
+                     f"{final_lines[name].strip()} |")
+    lines += [
+        "",
+        f"Its arithmetic: {n_updates:,} updates x {flops / 1e6:.1f} MFLOP of matrix products ({hidden} hidden units, "
+        f"batch {batch}), each product timed alone at its shape: {matmul_us:.0f} us per update, **{arithmetic_s:.1f} s**. "
+        f"The demo takes **{ours / arithmetic_s:.2f}x** its arithmetic.",
+    ]
+    if baseline:
+        base = float(np.median(walls[f"baseline: {baseline}"]))
+        lines.append(f"\nThe demo takes {ours / base:.2f}x the baseline's time (ratio of medians).")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = plots.build_parser()
+    parser.description = __doc__.split("\n\n")[0]
+    parser.set_defaults(seeds=16, out=None)
+    parser.add_argument("--name", help="results file name, without .md (default: from the mode and env)")
+    parser.add_argument("--speed", action="store_true", help="time the same-work configuration")
+    parser.add_argument("--demo", action="store_true", help="time `python minidqn.py` against its arithmetic")
+    parser.add_argument("--baseline", help="with --demo: another minidqn.py to time alongside (e.g. an old commit)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs for --speed and --demo (default %(default)s)")
+    parser.add_argument("--torch-python", help="a python with torch and stable-baselines3, to time SB3 and the "
+                        "tutorial side by side (see ../shared/anchors/sb3_same_work.py)")
+    parser.add_argument("--time-same-work-once", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    command = "python benchmarks/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.time_same_work_once:
+        print(f"minidqn same work: {time_same_work_once():.3f} s")
+        return 0
+    if args.speed or args.demo:
+        text = speed(args.repeats, args.torch_python, command) if args.speed else \
+            demo(args.repeats, command, args.baseline)
+        print("\n" + text)
+        print(f"\nwrote {results.write(args.name or ('speed' if args.speed else 'demo'), text)}")
+        return 0
+    if args.seeds < 1:
+        parser.error(f"--seeds must be >= 1, got {args.seeds}")
+    run_kwargs = plots.run_kwargs_from(args)
+    out = args.out or tempfile.mkdtemp(prefix="minidqn-benchmark-")
+    try:
+        plots.check_out_dir(out)
+    except ValueError as e:
+        parser.error(str(e))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    print(f"{len(seeds)} seeds, {min(len(seeds), args.processes or os.cpu_count())} processes, "
+          f"{os.cpu_count()} cores, logs in {out}: {run_kwargs or 'the demo configuration'}", flush=True)
+    try:
+        logs = plots.train_seeds(seeds, run_kwargs, out, args.processes)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"Interrupted: the logs so far are in {out}", file=sys.stderr)
+        return 130
+    text = reliability_report(logs, command, run_kwargs)
+    print("\n" + text)
+    env_id = logs[0]["config"]["env_id"]
+    print(f"\nwrote {results.write(args.name or f'reliability-{env_id}', text)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
