@@ -826,6 +826,8 @@ def box2d_installed():
 def test_every_preset_builds_and_runs(env_id, tmp_path):
     if env_id.startswith("LunarLander") and not box2d_installed():
         pytest.skip("Box2D is an optional extra: pip install 'gymnasium[box2d]'")
+    if env_id in minidqn.OPTIONAL_ENVS:
+        pytest.importorskip(minidqn.OPTIONAL_ENVS[env_id][0])
     log = tmp_path / "log.npz"
     run_dqn(env_id=env_id, n_timesteps=300, learning_starts=100, evaluation_interval=0, verbose=0,
             log_path=str(log))
@@ -975,3 +977,10 @@ def test_eval_render_mode_human_opens_a_window():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=HERE,
                             env={**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"})
     assert result.returncode == 0, result.stderr
+
+
+def test_a_missing_optional_env_package_gives_the_install_command():
+    code = ("import sys; sys.modules['flappy_bird_gymnasium'] = None\n"  # what a machine without it looks like
+            "import minidqn; minidqn.make_env('FlappyBird-v0')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=HERE)
+    assert result.returncode != 0 and "pip install flappy-bird-gymnasium" in result.stderr

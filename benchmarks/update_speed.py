@@ -19,11 +19,13 @@ import timeit
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
 import minidqn  # noqa: E402
+import results  # noqa: E402
 
 
 def median_us(fn, number: int = 200, repeat: int = 15) -> float:
@@ -110,28 +112,33 @@ def profile_update(hidden: int, batch: int, tau: float) -> dict:
     return times
 
 
-def report(hidden: int, batch: int, tau: float) -> None:
+def report(hidden: int, batch: int, tau: float) -> str:
     times = profile_update(hidden, batch, tau)
     floor, flops = matmul_floor_us(update_matmuls(batch, 4, hidden, 2))
-    print(f"\n### {hidden} hidden units, batch {batch} (CartPole-v1: 4 inputs, 2 actions)\n")
-    print("| part | us |")
-    print("|---|---|")
-    for name, t in times.items():
-        print(f"| {name} | {t:.1f} |")
-    print(f"| floor: the update's matrix products alone ({flops / 1e6:.2f} MFLOP) | {floor:.1f} |")
-    print(f"\ndqn_update takes {times['whole dqn_update'] / floor:.2f}x its matrix products; "
-          f"{times['whole dqn_update'] - floor:.1f} us per update are everything else.")
+    lines = [f"\n## {hidden} hidden units, batch {batch} (CartPole-v1: 4 inputs, 2 actions)\n",
+             "| part | us (median) |", "|---|---|"]
+    lines += [f"| {name} | {t:.1f} |" for name, t in times.items()]
+    lines.append(f"| floor: the update's matrix products alone ({flops / 1e6:.2f} MFLOP) | {floor:.1f} |")
+    lines.append(f"\ndqn_update takes **{times['whole dqn_update'] / floor:.2f}x** its matrix products: "
+                 f"{times['whole dqn_update'] - floor:.1f} us per update are everything else.")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 256], help="hidden units (default 64 256)")
     parser.add_argument("--batch", type=int, default=64, help="batch size (default %(default)s)")
+    parser.add_argument("--name", default="update-speed", help="results file name (default %(default)s)")
     args = parser.parse_args(argv)
+    command = "python benchmarks/update_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     gflops, n = matmul_peak_gflops()
-    print(f"matrix-product peak on this core: {gflops:.0f} GFLOPS (float32, {n}x{n}x{n}), numpy {np.__version__}")
+    text = results.header("Where one update's time goes", command, "one thread; medians of 15 rounds; the "
+                          "target update is a copy (tau 1) at 64 units, the demo's soft update at 256")
+    text += f"\nMatrix-product peak of this core: **{gflops:.0f} GFLOPS** (float32, {n}x{n}x{n}).\n"
     for hidden in args.hidden:
-        report(hidden, args.batch, tau=1.0 if hidden == 64 else 0.05)
+        text += report(hidden, args.batch, tau=1.0 if hidden == 64 else 0.1) + "\n"
+    print(text)
+    print(f"wrote {results.write(args.name, text)}")
     return 0
 
 
