@@ -984,3 +984,15 @@ def test_a_missing_optional_env_package_gives_the_install_command():
             "import minidqn; minidqn.make_env('FlappyBird-v0')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=HERE)
     assert result.returncode != 0 and "pip install flappy-bird-gymnasium" in result.stderr
+
+
+def test_scale_observations_maps_bounded_dimensions_onto_minus_one_one(tmp_path):
+    space = spaces.Box(np.array([-4.8, -np.inf, 0.0], np.float32), np.array([4.8, np.inf, 10.0], np.float32))
+    scaled = QNetwork(space, spaces.Discrete(2), n_hidden_units=8, rng=np.random.default_rng(0),
+                      scale_observations=True)
+    plain = QNetwork(space, spaces.Discrete(2), n_hidden_units=8, rng=np.random.default_rng(0))
+    obs = np.array([[4.8, 7.0, 0.0], [-2.4, -3.0, 10.0]], np.float32)
+    by_hand = np.array([[1.0, 7.0, -1.0], [-0.5, -3.0, 1.0]], np.float32)  # the unbounded middle one unchanged
+    np.testing.assert_allclose(scaled(obs), plain(by_hand), rtol=1e-6)
+    scaled.save(str(tmp_path / "q.npz"))  # the scaling travels with the checkpoint
+    np.testing.assert_allclose(QNetwork.load(str(tmp_path / "q.npz"))(obs), scaled(obs), rtol=1e-6)
