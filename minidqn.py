@@ -1102,8 +1102,9 @@ def run_dqn_no_target(
     Part II's first loop: DQN without a target network, with the tutorial's signature and defaults.
 
     It is `run_dqn` with the target copied at every env step (so the TD target comes from the network being
-    trained, exactly as `dqn_update_no_target` does), no warm-up, epsilon decaying over the whole run, the
-    tutorial's 64 hidden units, and the online weights playing. The parameters are `run_dqn`'s.
+    trained, exactly as `dqn_update_no_target` does), no warm-up, epsilon decaying over the whole run, and the
+    tutorial's plain network: 64 hidden units, raw observations, the online weights playing. The parameters
+    are `run_dqn`'s.
     """
     return run_dqn.__wrapped__(  # not from a preset: these are the tutorial's values for every env
         env_id=env_id, replay_buffer_size=replay_buffer_size, target_network_update_interval=1, learning_starts=0,
@@ -1111,7 +1112,7 @@ def run_dqn_no_target(
         exploration_fraction=1.0, n_timesteps=n_timesteps, update_interval=update_interval,
         learning_rate=learning_rate, batch_size=batch_size, gamma=gamma, n_hidden_units=64,
         n_eval_episodes=n_eval_episodes, evaluation_interval=evaluation_interval,
-        eval_exploration_rate=eval_exploration_rate, seed=seed, weight_averaging_rate=None,
+        eval_exploration_rate=eval_exploration_rate, seed=seed, weight_averaging_rate=None, scale_observations=False,
         eval_render_mode=eval_render_mode,
     )
 

@@ -253,6 +253,7 @@ ABLATIONS = {
     "Huber loss instead of MSE": dict(loss_fn="huber"),
     "Double DQN": dict(double_dqn=True),
     "the online weights play (no weight averaging)": dict(weight_averaging_rate=None),
+    "raw observations (no input scaling)": dict(scale_observations=False),
 }
 
 

@@ -46,7 +46,7 @@ SAME_WORK = dict(
     env_id="CartPole-v1", n_timesteps=20_000, learning_starts=1000, update_interval=2, batch_size=64,
     n_hidden_units=64, target_network_update_interval=10, learning_rate=1e-3, evaluation_interval=0,
     replay_buffer_size=100_000, gamma=0.99, exploration_fraction=0.1, exploration_final_eps=0.04,
-    loss_fn="mse", max_grad_norm=None, double_dqn=False, weight_averaging_rate=None,
+    loss_fn="mse", max_grad_norm=None, double_dqn=False, weight_averaging_rate=None, scale_observations=False,
 )
 
 
