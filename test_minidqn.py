@@ -996,3 +996,20 @@ def test_scale_observations_maps_bounded_dimensions_onto_minus_one_one(tmp_path)
     np.testing.assert_allclose(scaled(obs), plain(by_hand), rtol=1e-6)
     scaled.save(str(tmp_path / "q.npz"))  # the scaling travels with the checkpoint
     np.testing.assert_allclose(QNetwork.load(str(tmp_path / "q.npz"))(obs), scaled(obs), rtol=1e-6)
+
+
+def test_periodic_greedy_evaluation_does_not_change_training():
+    # Greedy evaluation draws no random numbers and touches only the eval env: switching it off (as the
+    # reliability benchmark does, to save time) trains the very same network
+    kwargs = dict(n_timesteps=1500, learning_starts=200, n_hidden_units=16, verbose=0, seed=3)
+    with_evaluation = run_dqn(evaluation_interval=300, n_eval_episodes=2, **kwargs)
+    without = run_dqn(evaluation_interval=0, **kwargs)
+    np.testing.assert_array_equal(with_evaluation.flat_params, without.flat_params)
+
+
+def test_cli_reads_none_for_the_settings_that_can_be_off():
+    args = minidqn.build_parser().parse_args(["--weight-averaging-rate", "none", "--max-grad-norm", "10",
+                                               "--target-network-update-interval", "10"])
+    assert args.weight_averaging_rate is None and args.max_grad_norm == 10.0
+    assert args.target_network_update_interval == 10
+    assert minidqn.build_parser().parse_args(["--target-network-update-interval", "None"]).target_network_update_interval is None
