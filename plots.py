@@ -151,7 +151,11 @@ def load_logs(out_dir: str) -> list:
 
 
 def reward_threshold(env_id: str) -> float | None:
-    return gym.spec(env_id).reward_threshold
+    """Gymnasium's threshold for "solved", or None (FlappyBird has none)."""
+    env = minidqn.make_env(env_id)  # registers envs from optional packages
+    threshold = env.spec.reward_threshold
+    env.close()
+    return threshold
 
 
 # ---------------------------------------------------------------------------------------------------------

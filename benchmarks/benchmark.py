@@ -63,22 +63,24 @@ def reliability_report(logs: list, command: str, run_kwargs: dict) -> str:
     low, high = results.wilson_interval(k, n)
     worst = min(logs, key=lambda log: log["final_mean"])
     config = {key: value for key, value in logs[0]["config"].items() if key not in ("seed", "save_path", "log_path")}
+    solved_rule = f"solved: mean >= {threshold:g}" if threshold is not None else "this env defines no threshold"
+    solved_cells = (f"**{k} / {n}** ({100 * k / n:.0f}%) | {100 * low:.0f}% to {100 * high:.0f}%"
+                    if threshold is not None else "n/a | n/a")
     lines = [
         results.header(f"Reliability: {env_id}", command, f"{run_kwargs or 'the defaults'}; full config: {config}"),
         f"Each seed trains, then its final weights play {plots.N_FINAL_EPISODES} greedy episodes on an env seeded "
-        f"with seed + {plots.FINAL_EVAL_SEED_OFFSET}; solved: mean >= {threshold:g}.",
+        f"with seed + {plots.FINAL_EVAL_SEED_OFFSET}; {solved_rule}.",
         "",
         "| seeds | solved | Wilson 95% interval | final mean +/- std over seeds | worst seed | s per run (median) |",
         "|---|---|---|---|---|---|",
-        f"| {logs[0]['seed']}..{logs[-1]['seed']} | **{k} / {n}** ({100 * k / n:.0f}%) | "
-        f"{100 * low:.0f}% to {100 * high:.0f}% | {finals.mean():.1f} +/- {finals.std():.1f} | "
+        f"| {logs[0]['seed']}..{logs[-1]['seed']} | {solved_cells} | {finals.mean():.1f} +/- {finals.std():.1f} | "
         f"seed {worst['seed']}: {worst['final_mean']:.1f} | {np.median([log['train_seconds'] for log in logs]):.1f} |",
         "",
         "| seed | final mean | final std | solved | train s |",
         "|---|---|---|---|---|",
     ]
     for log in logs:
-        solved = "yes" if log["final_mean"] >= threshold else "no"
+        solved = "n/a" if threshold is None else "yes" if log["final_mean"] >= threshold else "no"
         lines.append(f"| {log['seed']} | {log['final_mean']:.1f} | {log['final_std']:.1f} | {solved} | "
                      f"{log['train_seconds']:.1f} |")
     return "\n".join(lines)
@@ -236,7 +238,8 @@ def main(argv=None) -> int:
     print(f"{len(seeds)} seeds, {min(len(seeds), args.processes or os.cpu_count())} processes, "
           f"{os.cpu_count()} cores, logs in {out}: {run_kwargs or 'the demo configuration'}", flush=True)
     try:
-        logs = plots.train_seeds(seeds, run_kwargs, out, args.processes)
+        # --redraw: the report again from the logs a run left in --out, without training
+        logs = plots.load_logs(out) if args.redraw else plots.train_seeds(seeds, run_kwargs, out, args.processes)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
