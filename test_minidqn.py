@@ -40,18 +40,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 class ChainEnv(gym.Env):
-    """Observation [t / 10], reward 1 every step. With `terminal_at`, reaching t == terminal_at terminates;
+    """Observation [t * spacing], reward 1 every step. With `terminal_at`, reaching t == terminal_at terminates;
     without it the env never terminates and only a TimeLimit wrapper truncates it."""
 
-    def __init__(self, terminal_at=None, reward=1.0):
+    def __init__(self, terminal_at=None, reward=1.0, spacing=0.1):
         self.observation_space = spaces.Box(-10.0, 10.0, (1,), dtype=np.float32)
         self.action_space = spaces.Discrete(2)
         self.terminal_at = terminal_at
         self.reward = reward
+        self.spacing = spacing
         self.t = 0
 
     def _obs(self):
-        return np.array([self.t / 10], dtype=np.float32)
+        return np.array([self.t * self.spacing], dtype=np.float32)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
@@ -471,6 +472,7 @@ def train_on_chain(env, gamma, seed=0, n_updates=1500):
     for i in range(n_updates):
         if i % 20 == 0:
             q_target_net.load_state_dict(q_net.state_dict())
+        optimizer.lr = linear_schedule(3e-3, 3e-4, i, n_updates)  # small last steps: converge, do not hover
         dqn_update(q_net, q_target_net, optimizer, buffer, 32, gamma)
     return q_net, buffer
 
@@ -490,10 +492,11 @@ def test_time_limit_truncation_bootstraps():
 
 def test_termination_cuts_the_bootstrap():
     # Terminates on reaching t = 3: Q(t) = sum of the remaining rewards, discounted: 1.75, 1.5, 1.
-    env = ChainEnv(terminal_at=3)
+    # Observations 0, 1, 2 (not 0, 0.1, 0.2): spread out, the network can bend between them and fit all three
+    env = ChainEnv(terminal_at=3, spacing=1.0)
     q_net, buffer = train_on_chain(env, gamma=0.5)
-    assert buffer.terminateds[buffer.observations[:, 0] == np.float32(0.2)].all()
-    q = q_net(np.array([[0.0], [0.1], [0.2]], dtype=np.float32)).max(axis=1)
+    assert buffer.terminateds[buffer.observations[:, 0] == 2].all()
+    q = q_net(np.array([[0.0], [1.0], [2.0]], dtype=np.float32)).max(axis=1)
     np.testing.assert_allclose(q, [1.75, 1.5, 1.0], atol=0.08)
 
 
@@ -753,7 +756,7 @@ def test_plots_end_to_end_on_two_seeds(tmp_path):
     from PIL import Image
 
     out = tmp_path / "figures"
-    assert plots.main(["--seeds", "2", "--n-timesteps", "2500", "--learning-starts", "500",
+    assert plots.main(["--seeds", "2", "--n-timesteps", "2500", "--learning-starts", "500", "--n-hidden-units", "32",
                        "--evaluation-interval", "500", "--n-eval-episodes", "2", "--out", str(out)]) == 0
     expected = {"learning_curve.png": (800, 480), "diagnostics.png": (1100, 700), "q_values.png": (1100, 450)}
     for name, size in expected.items():
