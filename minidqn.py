@@ -441,7 +441,8 @@ class QNetwork:
         try:
             meta = json.loads(str(arrays.pop("minidqn_meta")))
             obs_dim = int(meta["obs_dim"])
-            low, high = arrays.get("obs_low", np.full(obs_dim, -np.inf)), arrays.get("obs_high", np.full(obs_dim, np.inf))
+            low = arrays.get("obs_low", np.full(obs_dim, -np.inf))  # older checkpoints: unbounded
+            high = arrays.get("obs_high", np.full(obs_dim, np.inf))
             q_net = cls(
                 spaces.Box(low.astype(np.float32), high.astype(np.float32), (obs_dim,), dtype=np.float32),
                 spaces.Discrete(int(meta["n_actions"])),
@@ -501,7 +502,8 @@ class Adam:
             # network-sized temporary allocated and freed on every step costs more than the arithmetic.
             np.subtract(g, m, out=t1); t1 *= 1 - beta1; m += t1  # m = beta1 m + (1 - beta1) g
             np.multiply(g, g, out=t1); t1 -= v; t1 *= 1 - beta2; v += t1  # v = beta2 v + (1 - beta2) g^2
-            np.sqrt(v, out=t1); t1 += eps_hat; np.multiply(m, step_size, out=t2); t2 /= t1; p -= t2  # p -= lr m_hat / (sqrt(v_hat) + eps)
+            # p -= lr m_hat / (sqrt(v_hat) + eps):
+            np.sqrt(v, out=t1); t1 += eps_hat; np.multiply(m, step_size, out=t2); t2 /= t1; p -= t2
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1025,7 +1027,8 @@ def run_dqn(
                 log.update(current_step, loss)
 
             if evaluation_interval > 0 and current_step % evaluation_interval == 0:
-                mean, std = evaluate_policy(eval_env, policy_net, n_eval_episodes, eval_exploration_rate, rng, verbose=0)
+                mean, std = evaluate_policy(eval_env, policy_net, n_eval_episodes, eval_exploration_rate, rng,
+                                            verbose=0)
                 log.evaluation(current_step, exploration_rate, mean, std)
     except KeyboardInterrupt:
         finish("Interrupted")
@@ -1128,8 +1131,8 @@ def run_dqn_no_target(
 
 # Types of the keywords that may be None (the others take their default's type); on the command line,
 # "none" gives None, e.g. `--weight-averaging-rate none`
-_OPTIONAL_TYPES = {"target_network_update_interval": int, "final_learning_rate": float, "eval_render_mode": str, "weight_averaging_rate": float, "max_grad_norm": float,
-                   "save_path": str, "log_path": str}
+_OPTIONAL_TYPES = {"target_network_update_interval": int, "final_learning_rate": float, "eval_render_mode": str,
+                   "weight_averaging_rate": float, "max_grad_norm": float, "save_path": str, "log_path": str}
 
 
 def _or_none(kind: type):

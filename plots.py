@@ -34,7 +34,6 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # render frames off screen, n
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")  # files only, no screen needed
-import gymnasium as gym  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import animation  # noqa: E402

@@ -1015,4 +1015,5 @@ def test_cli_reads_none_for_the_settings_that_can_be_off():
                                                "--target-network-update-interval", "10"])
     assert args.weight_averaging_rate is None and args.max_grad_norm == 10.0
     assert args.target_network_update_interval == 10
-    assert minidqn.build_parser().parse_args(["--target-network-update-interval", "None"]).target_network_update_interval is None
+    args = minidqn.build_parser().parse_args(["--target-network-update-interval", "None"])
+    assert args.target_network_update_interval is None
