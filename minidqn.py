@@ -144,7 +144,7 @@ class ReplayBuffer:
         self.action_space = action_space
         self.rng = _DEFAULT_RNG if rng is None else rng
         # Preallocated, as in the tutorial: storing is a copy into a slot, never an allocation.
-        # Speed: one record per transition, so `sample` gathers all five fields with one fancy index; the
+        # Speed: one record per transition, so `sample` gathers all five fields in one call; the
         # tutorial's five arrays are views into it, with their usual shapes and dtypes.
         transition = np.dtype(
             [

@@ -186,17 +186,21 @@ def solved_count(logs: list, threshold: float | None) -> int:
     return sum(threshold is not None and log["final_mean"] >= threshold for log in logs)
 
 
+def eval_curves(logs: list) -> tuple:
+    """The periodic evaluations of every seed on one grid: (env steps, (n_seeds, n_evals) greedy returns)."""
+    n_evals = min(len(log["eval_steps"]) for log in logs)
+    if n_evals == 0:
+        raise ValueError("the logs hold no periodic evaluations: train with --evaluation-interval > 0")
+    return logs[0]["eval_steps"][:n_evals], np.array([log["eval_means"][:n_evals] for log in logs])
+
+
 def plot_learning_curve(logs: list, path: str) -> None:
     config = logs[0]["config"]
     threshold = reward_threshold(config["env_id"])
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for log in logs:
         ax.plot(log["eval_steps"], log["eval_means"], color="tab:blue", alpha=0.2, linewidth=1)
-    n_evals = min(len(log["eval_steps"]) for log in logs)
-    if n_evals == 0:
-        raise ValueError("the logs hold no periodic evaluations: train with --evaluation-interval > 0")
-    per_seed = np.array([log["eval_means"][:n_evals] for log in logs])
-    band(ax, logs[0]["eval_steps"][:n_evals], per_seed, "tab:blue", f"median of {len(logs)} seeds")
+    band(ax, *eval_curves(logs), "tab:blue", f"median of {len(logs)} seeds")
     if threshold is not None:
         ax.axhline(threshold, color="tab:red", linestyle="--", label=f"reward_threshold = {threshold:g}")
     ax.plot([], [], color="tab:blue", alpha=0.3, label="each seed")
@@ -284,20 +288,12 @@ def plot_ablation(logs_by_variant: dict, path: str) -> None:
     n_rows = math.ceil(len(names) / n_cols)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(4 * n_cols, 3.4 * n_rows), sharex=True, sharey=True)
     axes = axes.ravel()
-
-    def curves(logs):
-        n_evals = min(len(log["eval_steps"]) for log in logs)
-        if n_evals == 0:
-            raise ValueError("the logs hold no periodic evaluations: train with --evaluation-interval > 0")
-        return logs[0]["eval_steps"][:n_evals], np.array([log["eval_means"][:n_evals] for log in logs])
-
-    ref_x, ref_y = curves(reference)
+    ref_x, ref_y = eval_curves(reference)
     for ax, name in zip(axes, names):
         logs = logs_by_variant[name]
-        x, per_seed = curves(logs)
         if name != names[0]:
             ax.plot(ref_x, np.median(ref_y, axis=0), color="gray", linewidth=1.5, label="the demo's median")
-        band(ax, x, per_seed, "tab:blue", f"median of {len(logs)} seeds")
+        band(ax, *eval_curves(logs), "tab:blue", f"median of {len(logs)} seeds")
         if threshold is not None:
             ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1)
         solved = solved_count(logs, threshold)
@@ -447,12 +443,14 @@ def main(argv=None) -> int:
     try:
         check_out_dir(args.out)
         if args.ablation:
-            if not args.redraw:
+            if args.redraw:
+                logs_by_variant = load_ablation(args.out)
+            else:
                 run_kwargs = {"n_hidden_units": 64, **run_kwargs_from(args)}
                 seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-                train_ablation(seeds, run_kwargs, args.out, args.processes)
+                logs_by_variant = train_ablation(seeds, run_kwargs, args.out, args.processes)
             path = os.path.join(args.out, "ablation.png")
-            plot_ablation(load_ablation(args.out), path)
+            plot_ablation(logs_by_variant, path)
             print(f"wrote {path}")
             return 0
         if args.redraw:

@@ -1004,7 +1004,7 @@ def test_scale_observations_maps_bounded_dimensions_onto_minus_one_one(tmp_path)
 def test_periodic_greedy_evaluation_does_not_change_training():
     # Greedy evaluation draws no random numbers and touches only the eval env: switching it off (as the
     # reliability benchmark does, to save time) trains the very same network
-    kwargs = dict(n_timesteps=1500, learning_starts=200, n_hidden_units=16, verbose=0, seed=3)
+    kwargs = {"n_timesteps": 1500, "learning_starts": 200, "n_hidden_units": 16, "verbose": 0, "seed": 3}
     with_evaluation = run_dqn(evaluation_interval=300, n_eval_episodes=2, **kwargs)
     without = run_dqn(evaluation_interval=0, **kwargs)
     np.testing.assert_array_equal(with_evaluation.flat_params, without.flat_params)

@@ -22,6 +22,7 @@ Results go to benchmarks/results/<name>.md (the date, machine, commit, settings 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import re
 import subprocess
@@ -147,7 +148,8 @@ def speed(repeats: int, torch_python: str | None, command: str) -> str:
         f"{floor['n_updates']:,} updates of {floor['flops'] / 1e6:.2f} MFLOP at the core's matrix-product peak of "
         f"{floor['gflops']:.0f} GFLOPS: **{floor['floor_s']:.2f} s**; minidqn takes **{ours / floor['floor_s']:.1f}x** "
         f"that. (With each product timed at its real, smaller shape, {floor['update_matmul_us']:.1f} us per update, "
-        f"the floor is {floor['floor_real_shapes_s']:.2f} s and minidqn takes {ours / floor['floor_real_shapes_s']:.1f}x it.)",
+        f"the floor is {floor['floor_real_shapes_s']:.2f} s and minidqn takes "
+        f"{ours / floor['floor_real_shapes_s']:.1f}x it.)",
     ]
     return "\n".join(lines)
 
@@ -160,7 +162,7 @@ def speed(repeats: int, torch_python: str | None, command: str) -> str:
 def demo(repeats: int, command: str, baseline: str | None) -> str:
     import minidqn
 
-    defaults = {k: v.default for k, v in __import__("inspect").signature(minidqn.run_dqn).parameters.items()}
+    defaults = {k: v.default for k, v in inspect.signature(minidqn.run_dqn).parameters.items()}
     n_updates = (defaults["n_timesteps"] - defaults["learning_starts"]) // defaults["update_interval"]
     hidden, batch = defaults["n_hidden_units"], defaults["batch_size"]
     matmul_us, flops = update_speed.matmul_floor_us(update_speed.update_matmuls(batch, 4, hidden, 2))
@@ -189,7 +191,8 @@ def demo(repeats: int, command: str, baseline: str | None) -> str:
     lines += [
         "",
         f"Its arithmetic: {n_updates:,} updates x {flops / 1e6:.1f} MFLOP of matrix products ({hidden} hidden units, "
-        f"batch {batch}), each product timed alone at its shape: {matmul_us:.0f} us per update, **{arithmetic_s:.1f} s**. "
+        f"batch {batch}), each product timed alone at its shape: {matmul_us:.0f} us per update, "
+        f"**{arithmetic_s:.1f} s**. "
         f"The demo takes **{ours / arithmetic_s:.2f}x** its arithmetic.",
     ]
     if baseline:
@@ -211,7 +214,8 @@ def main(argv=None) -> int:
     parser.add_argument("--speed", action="store_true", help="time the same-work configuration")
     parser.add_argument("--demo", action="store_true", help="time `python minidqn.py` against its arithmetic")
     parser.add_argument("--baseline", help="with --demo: another minidqn.py to time alongside (e.g. an old commit)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs for --speed and --demo (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed runs for --speed and --demo (default %(default)s)")
     parser.add_argument("--torch-python", help="a python with torch and stable-baselines3, to time SB3 and the "
                         "tutorial side by side (see ../shared/anchors/sb3_same_work.py)")
     parser.add_argument("--time-same-work-once", action="store_true", help=argparse.SUPPRESS)
