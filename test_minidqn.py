@@ -428,6 +428,23 @@ def test_backward_writes_into_the_networks_own_gradient_vector(cartpole):
         assert np.shares_memory(g, q_net.grads.vector) and g.shape == q_net.parameters()[k].shape
 
 
+def test_one_observation_gives_the_batch_row_and_leaves_backward_alone():
+    rng = np.random.default_rng(3)
+    q_net = QNetwork(spaces.Box(-1, 1, (3,), dtype=np.float64), spaces.Discrete(2), n_hidden_units=5,
+                     dtype=np.float64, rng=rng)
+    for batch in (4, 6, 4):  # backward's ones vector follows the batch size
+        x, upstream = rng.normal(size=(batch, 3)), rng.normal(size=(batch, 2))
+        q_values = q_net.forward(x)
+        expected = {k: g.copy() for k, g in q_net.backward(upstream).items()}
+        assert expected["b3"] == pytest.approx(upstream.sum(axis=0))  # the bias gradient sums the batch
+        q_net.forward(x)
+        single = q_net(x[1])  # one observation, no batch dimension: a vector of Q-values
+        assert single.shape == (2,) and np.allclose(single, q_values[1])
+        got = q_net.backward(upstream)  # still the batch's backward: one observation keeps no cache
+        for k in expected:
+            assert np.array_equal(got[k], expected[k])
+
+
 def test_polyak_update_moves_toward_the_other_network(cartpole):
     a, b = (QNetwork(cartpole.observation_space, cartpole.action_space, n_hidden_units=8, dtype=np.float64,
                      rng=np.random.default_rng(s)) for s in (1, 2))
@@ -528,8 +545,9 @@ def test_bad_input_gets_clear_errors(cartpole):
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
         buffer.sample(0)
     q_net = QNetwork(box, discrete)
-    with pytest.raises(ValueError, match=r"observations of shape \(batch_size, 4\)"):
-        q_net(np.zeros(4))
+    for wrong in (np.zeros(5), np.zeros((2, 5)), np.zeros((1, 2, 4))):
+        with pytest.raises(ValueError, match=r"observations of shape \(batch_size, 4\) or \(4,\)"):
+            q_net(wrong)
     for rate in (-0.1, 1.5):
         with pytest.raises(ValueError, match=r"exploration_rate must be in \[0.0, 1.0\]"):
             epsilon_greedy_action_selection(q_net, np.zeros(4, dtype=np.float32), rate, discrete)
