@@ -206,7 +206,8 @@ def demo(repeats: int, command: str, baseline: str | None) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def main(argv=None) -> int:
+def main(argv=None, command: str | None = None) -> int:
+    """:param command: The command line to record in the results file (default: this script's own)"""
     parser = plots.build_parser()
     parser.description = __doc__.split("\n\n")[0]
     parser.set_defaults(seeds=16, out=None)
@@ -220,7 +221,7 @@ def main(argv=None) -> int:
                         "tutorial side by side (see ../shared/anchors/sb3_same_work.py)")
     parser.add_argument("--time-same-work-once", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    command = "python benchmarks/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = command or "python benchmarks/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.time_same_work_once:
         print(f"minidqn same work: {time_same_work_once():.3f} s")
         return 0
