@@ -1029,11 +1029,8 @@ def run_dqn(
                 if final_learning_rate is not None:
                     optimizer.lr = linear_schedule(learning_rate, final_learning_rate, current_step, n_timesteps)
                 for _ in range(gradient_steps):
-                    try:
-                        loss = dqn_update(q_net, q_target_net, optimizer, replay_buffer, batch_size, gamma,
-                                          loss_fn, max_grad_norm, double_dqn, log.update_info)
-                    except ValueError as e:
-                        raise ValueError(f"step {current_step}: {e}") from e
+                    loss = dqn_update(q_net, q_target_net, optimizer, replay_buffer, batch_size, gamma, loss_fn,
+                                      max_grad_norm, double_dqn, log.update_info)
                     if target_network_update_interval is None:
                         q_target_net.polyak_update(q_net, tau)  # soft update: target += tau * (online - target)
                     if policy_net is not q_net:
@@ -1047,6 +1044,8 @@ def run_dqn(
     except KeyboardInterrupt:
         finish("Interrupted")
         raise
+    except ValueError as e:  # a loss that diverged: say when
+        raise ValueError(f"step {current_step}: {e}") from e
     finally:
         env.close()
         eval_env.close()

@@ -949,6 +949,30 @@ def test_target_interval_n_copies_every_n_env_steps(monkeypatch):
     assert not np.array_equal(targets[0], targets[-1])
 
 
+def test_gradient_steps_come_in_a_row_every_update_interval_env_steps(monkeypatch):
+    events = []  # ("c" for an env step or "u" for a gradient step, the online weights at that moment)
+    real_update, real_collect = minidqn.dqn_update, minidqn.collect_one_step
+
+    def update(q_net, *args, **kwargs):
+        events.append(("u", q_net.flat_params.copy()))
+        return real_update(q_net, *args, **kwargs)
+
+    def collect(env, q_net, *args, **kwargs):
+        events.append(("c", q_net.flat_params.copy()))
+        return real_collect(env, q_net, *args, **kwargs)
+
+    monkeypatch.setattr(minidqn, "dqn_update", update)
+    monkeypatch.setattr(minidqn, "collect_one_step", collect)
+    run_dqn(**{**TUTORIAL, "update_interval": 16, "gradient_steps": 8, "n_timesteps": 400})
+    # SB3's rhythm: after learning_starts (100), at every 16th env step (112, 128, ..., 400), 8 gradient steps
+    assert "".join(kind for kind, _ in events) == "c" * 112 + "u" * 8 + ("c" * 16 + "u" * 8) * 18
+    for (kind_1, weights_1), (kind_2, weights_2) in zip(events[:-1], events[1:]):
+        if kind_1 == kind_2 == "c":
+            np.testing.assert_array_equal(weights_1, weights_2)  # the behaviour policy is held between bursts
+        if kind_1 == kind_2 == "u":
+            assert not np.array_equal(weights_1, weights_2)  # each gradient step starts where the last ended
+
+
 def test_default_soft_target_update_moves_by_tau_after_every_gradient_step(monkeypatch):
     seen = spy_on_updates(monkeypatch)
     run_dqn(tau=0.1, **TUTORIAL)
