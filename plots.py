@@ -151,10 +151,19 @@ def load_logs(out_dir: str) -> list:
 
 def reward_threshold(env_id: str) -> float | None:
     """Gymnasium's threshold for "solved", or None (FlappyBird has none)."""
-    env = minidqn.make_env(env_id)  # registers envs from optional packages
-    threshold = env.spec.reward_threshold
+    return _spec(env_id).reward_threshold
+
+
+def time_limit(env_id: str) -> int | None:
+    """The env's episode time limit in steps (gym.make's TimeLimit), or None."""
+    return _spec(env_id).max_episode_steps
+
+
+def _spec(env_id: str):
+    env = minidqn.make_env(env_id)  # registers envs from optional packages, applies ENV_KWARGS
+    spec = env.spec
     env.close()
-    return threshold
+    return spec
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -67,23 +67,26 @@ def reliability_report(logs: list, command: str, run_kwargs: dict) -> str:
     solved_rule = f"solved: mean >= {threshold:g}" if threshold is not None else "this env defines no threshold"
     solved_cells = (f"**{k} / {n}** ({100 * k / n:.0f}%) | {100 * low:.0f}% to {100 * high:.0f}%"
                     if threshold is not None else "n/a | n/a")
+    time_limit = plots.time_limit(env_id)
     lines = [
         results.header(f"Reliability: {env_id}", command, f"{run_kwargs or 'the defaults'}; full config: {config}"),
         f"Each seed trains, then its final weights play {plots.N_FINAL_EPISODES} greedy episodes on an env seeded "
-        f"with seed + {plots.FINAL_EVAL_SEED_OFFSET}; {solved_rule}.",
+        f"with seed + {plots.FINAL_EVAL_SEED_OFFSET}; {solved_rule}. Early ends: training episodes that ended "
+        f"before the {time_limit}-step time limit (on MountainCar, those that reached the flag).",
         "",
         "| seeds | solved | Wilson 95% interval | final mean +/- std over seeds | worst seed | s per run (median) |",
         "|---|---|---|---|---|---|",
         f"| {logs[0]['seed']}..{logs[-1]['seed']} | {solved_cells} | {finals.mean():.1f} +/- {finals.std():.1f} | "
         f"seed {worst['seed']}: {worst['final_mean']:.1f} | {np.median([log['train_seconds'] for log in logs]):.1f} |",
         "",
-        "| seed | final mean | final std | solved | train s |",
-        "|---|---|---|---|---|",
+        "| seed | final mean | final std | solved | early ends / training episodes | train s |",
+        "|---|---|---|---|---|---|",
     ]
     for log in logs:
         solved = "n/a" if threshold is None else "yes" if log["final_mean"] >= threshold else "no"
+        early = int(np.sum(log["episode_lengths"] < time_limit)) if time_limit else "n/a"
         lines.append(f"| {log['seed']} | {log['final_mean']:.1f} | {log['final_std']:.1f} | {solved} | "
-                     f"{log['train_seconds']:.1f} |")
+                     f"{early} / {len(log['episode_lengths'])} | {log['train_seconds']:.1f} |")
     return "\n".join(lines)
 
 
