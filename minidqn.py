@@ -173,6 +173,7 @@ class ReplayBuffer:
         action: int,
         reward: float,
         terminated: bool,
+        truncated: bool = False,
     ) -> None:
         """
         Store one transition in the buffer.
@@ -183,6 +184,8 @@ class ReplayBuffer:
         :param reward: Reward received after taking the action
         :param terminated: Whether the episode reached a terminal state
             (not a truncation such as a time limit: a truncated state still has a value)
+        :param truncated: Whether a time limit ended the episode here. Not stored: only `NStepReplayBuffer`
+            needs to know that the episode ended
         """
         i = self.current_idx
         self.observations[i] = obs
@@ -217,6 +220,55 @@ class ReplayBuffer:
             batch["rewards"],
             batch["terminateds"],
         )
+
+
+class NStepReplayBuffer(ReplayBuffer):
+    """
+    A replay buffer of n-step transitions: each stored transition goes n env steps ahead, with the discounted
+    sum of the n rewards, so the TD target r_t + ... + gamma^(n-1) r_(t+n-1) + gamma^n max_a Q(s_(t+n), a)
+    carries a reward n states back per update instead of one (Sutton 1988; in DQN, Hessel et al. 2018).
+    Train with gamma^n as the discount. The returns are uncorrected for the exploration policy (as Rainbow).
+
+    :param n_steps: Env steps per stored transition (1: the plain replay buffer)
+    :param gamma: The discount factor, to sum the n rewards
+    (the other parameters: `ReplayBuffer`'s)
+    """
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Box,
+        action_space: spaces.Discrete,
+        rng: Optional[np.random.Generator] = None,
+        n_steps: int = 3,
+        gamma: float = 0.99,
+    ) -> None:
+        super().__init__(buffer_size, observation_space, action_space, rng)
+        _check_positive_int("n_steps", n_steps)
+        _check_range("gamma", gamma, 0.0, 1.0)
+        self.n_steps = n_steps
+        self.gamma = gamma
+        self.pending = []  # (obs, action, reward) of the episode's last steps, not yet n steps old
+
+    def store_transition(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: int,
+        reward: float,
+        terminated: bool,
+        truncated: bool = False,
+    ) -> None:
+        """Take one env step; store the transition that started n steps ago (at an episode's end: the rest)."""
+        self.pending.append((np.array(obs), action, reward))  # a copy: the caller may reuse its array
+        # At a terminal state every pending transition ends there (no bootstrap, so no discount is needed);
+        # otherwise only the oldest one, once it is n steps old
+        while self.pending and (terminated or len(self.pending) == self.n_steps):
+            n_step_return = sum(self.gamma**k * r for k, (_, _, r) in enumerate(self.pending))
+            first_obs, first_action, _ = self.pending.pop(0)
+            super().store_transition(first_obs, next_obs, first_action, n_step_return, terminated)
+        if truncated:  # a time limit: the rest can never be n steps long, and is dropped
+            self.pending.clear()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -571,9 +623,10 @@ def collect_one_step(
     """
     action = epsilon_greedy_action_selection(q_net, obs, exploration_rate, env.action_space, rng)
     next_obs, reward, terminated, truncated, info = env.step(action)
-    # Store `terminated` only: a time-limit truncation is not a terminal state, its value still counts.
-    # Store next_obs before any reset: it is the state the transition reached.
-    replay_buffer.store_transition(obs, next_obs, action, float(reward), terminated)
+    # `terminated` is the terminal flag: a time-limit truncation is not a terminal state, its value still counts
+    # (`truncated` only tells an n-step buffer that the episode ended). Store next_obs before any reset: it is
+    # the state the transition reached.
+    replay_buffer.store_transition(obs, next_obs, action, float(reward), terminated, truncated)
     if "episode" in info and verbose >= 1:
         print(f"Episode return={float(info['episode']['r']):.2f} length={int(info['episode']['l'])}")
     if terminated or truncated:
@@ -901,6 +954,7 @@ def run_dqn(
     final_learning_rate: Optional[float] = None,  # constant: a decay did not help once the weights are averaged
     batch_size: int = 64,  # tutorial, RL Zoo
     gamma: float = 0.99,  # tutorial; higher values let Q diverge far past 1 / (1 - gamma)
+    n_steps: int = 1,  # one-step TD targets (tutorial); 3-step returns failed most CartPole seeds (README)
     n_hidden_units: int = 256,  # RL Zoo's 256 (the tutorial's 64 learns less reliably)
     # Bounded observation dimensions onto [-1, 1] (LeCun et al. 1998); Dopamine rescales CartPole the same way
     scale_observations: bool = True,
@@ -940,6 +994,7 @@ def run_dqn(
     :param final_learning_rate: If set, the step size decays linearly to this value over the run (None: constant)
     :param batch_size: Transitions per gradient step
     :param gamma: The discount factor
+    :param n_steps: n-step returns: each transition looks n env steps ahead (`NStepReplayBuffer`; 1: the tutorial's)
     :param n_hidden_units: Units in each of the two hidden layers
     :param scale_observations: The Q-network maps each bounded observation dimension onto [-1, 1] first
     :param n_eval_episodes: Greedy episodes per periodic evaluation
@@ -960,7 +1015,7 @@ def run_dqn(
     :param verbose: 0 silent, 1 a line per evaluation, 2 also a line per training episode
     :return: The trained Q-network
     """
-    for name in ("replay_buffer_size", "n_timesteps", "update_interval", "gradient_steps", "batch_size",
+    for name in ("replay_buffer_size", "n_timesteps", "update_interval", "gradient_steps", "batch_size", "n_steps",
                  "n_hidden_units", "n_eval_episodes"):
         _check_positive_int(name, locals()[name])
     if target_network_update_interval is not None:
@@ -1000,7 +1055,12 @@ def run_dqn(
         policy_net = QNetwork(env.observation_space, env.action_space, n_hidden_units,
                               scale_observations=scale_observations)
         policy_net.load_state_dict(q_net.state_dict())
-    replay_buffer = ReplayBuffer(replay_buffer_size, env.observation_space, env.action_space, rng=rng)
+    if n_steps == 1:
+        replay_buffer = ReplayBuffer(replay_buffer_size, env.observation_space, env.action_space, rng=rng)
+    else:
+        replay_buffer = NStepReplayBuffer(replay_buffer_size, env.observation_space, env.action_space, rng=rng,
+                                          n_steps=n_steps, gamma=gamma)
+    bootstrap_discount = gamma**n_steps  # the TD target bootstraps n env steps ahead
     exploration_steps = max(1, int(exploration_fraction * n_timesteps))
 
     log = TrainingLog(keep_mean_q=log_path is not None, verbose=verbose)
@@ -1029,8 +1089,8 @@ def run_dqn(
                 if final_learning_rate is not None:
                     optimizer.lr = linear_schedule(learning_rate, final_learning_rate, current_step, n_timesteps)
                 for _ in range(gradient_steps):
-                    loss = dqn_update(q_net, q_target_net, optimizer, replay_buffer, batch_size, gamma, loss_fn,
-                                      max_grad_norm, double_dqn, log.update_info)
+                    loss = dqn_update(q_net, q_target_net, optimizer, replay_buffer, batch_size, bootstrap_discount,
+                                      loss_fn, max_grad_norm, double_dqn, log.update_info)
                     if target_network_update_interval is None:
                         q_target_net.polyak_update(q_net, tau)  # soft update: target += tau * (online - target)
                     if policy_net is not q_net:

@@ -494,6 +494,50 @@ def train_on_chain(env, gamma, seed=0, n_updates=1500):
     return q_net, buffer
 
 
+def test_n_step_buffer_sums_n_rewards_and_ends_episodes_correctly():
+    box, discrete = spaces.Box(-10, 10, (1,), dtype=np.float32), spaces.Discrete(2)
+    buffer = minidqn.NStepReplayBuffer(100, box, discrete, n_steps=3, gamma=0.5)
+    obs = np.zeros(1, dtype=np.float32)
+
+    def step(i, reward, terminated=False, truncated=False):
+        obs[0] = i  # the caller reuses its array: the buffer must have copied it
+        buffer.store_transition(obs, np.array([i + 1.0]), i % 2, reward, terminated, truncated)
+
+    # Episode 1: states 0..4, rewards 1, 2, 4, 8, 16, terminal after state 4
+    for i, reward in enumerate([1, 2, 4, 8, 16]):
+        step(i, reward, terminated=(i == 4))
+    # Episode 2: states 10..13, cut by a time limit after state 13
+    for i in range(10, 14):
+        step(i, 1.0, truncated=(i == 13))
+    n = len(buffer)
+    stored = list(zip(buffer.observations[:n, 0], buffer.next_observations[:n, 0], buffer.actions[:n, 0],
+                      buffer.rewards[:n], buffer.terminateds[:n]))
+    assert stored == [
+        (0, 3, 0, 1 + 0.5 * 2 + 0.25 * 4, False),  # 3 steps ahead: bootstraps from state 3 with gamma^3
+        (1, 4, 1, 2 + 0.5 * 4 + 0.25 * 8, False),
+        (2, 5, 0, 4 + 0.5 * 8 + 0.25 * 16, True),  # reaches the terminal state: no bootstrap
+        (3, 5, 1, 8 + 0.5 * 16, True),  # the episode's end flushes what is left, shorter
+        (4, 5, 0, 16, True),
+        (10, 13, 0, 1 + 0.5 + 0.25, False),  # episode 2: 3 steps ahead
+        (11, 14, 1, 1 + 0.5 + 0.25, False),
+    ]  # 12 and 13 can never be 3 steps long: the time limit drops them
+    assert buffer.pending == []
+
+
+def test_one_step_targets_by_default_and_n_step_targets_on_request(monkeypatch):
+    seen = []
+    real_update = minidqn.dqn_update
+
+    def spy(q_net, q_target_net, optimizer, replay_buffer, batch_size, gamma, *args, **kwargs):
+        seen.append((type(replay_buffer).__name__, gamma))
+        return real_update(q_net, q_target_net, optimizer, replay_buffer, batch_size, gamma, *args, **kwargs)
+
+    monkeypatch.setattr(minidqn, "dqn_update", spy)
+    run_dqn(**{**TUTORIAL, "n_timesteps": 110})
+    run_dqn(**{**TUTORIAL, "n_timesteps": 110, "n_steps": 4, "gamma": 0.9})
+    assert seen[0] == ("ReplayBuffer", 0.99) and seen[-1] == ("NStepReplayBuffer", pytest.approx(0.9**4))
+
+
 def test_time_limit_truncation_bootstraps():
     # Never terminates, truncated after 3 steps: every state is worth 1 + g + g^2 + ... = 1 / (1 - g) = 2.
     # Treating the truncation as terminal would teach Q(t=2) = 1 instead.
