@@ -1,7 +1,7 @@
 """minidqn: the Deep Q-Network of the RLSS 2023 DQN tutorial, in one file of pure NumPy.
 
 Read it top to bottom; the sections come in the tutorial's order:
-    1. replay buffer      ReplayBufferSamples, ReplayBuffer
+    1. replay buffer      ReplayBufferSamples, ReplayBuffer, NStepReplayBuffer
     2. Q-network          QNetwork (forward and backward written by hand), Adam
     3. exploration        epsilon_greedy_action_selection, collect_one_step, linear_schedule
     4. DQN update         td_loss, dqn_update, dqn_update_no_target
@@ -17,6 +17,8 @@ Sources
 - Huber loss: Huber 1964, "Robust Estimation of a Location Parameter", Ann. Math. Statist. 35.
 - Double DQN: van Hasselt, Guez & Silver 2016, "Deep Reinforcement Learning with Double Q-learning", AAAI.
 - Soft (Polyak) target updates: Lillicrap et al. 2016, "Continuous control with deep reinforcement learning", ICLR.
+- n-step returns: Sutton 1988, "Learning to Predict by the Methods of Temporal Differences", Mach. Learn. 3;
+  in DQN, Hessel et al. 2018, "Rainbow: Combining Improvements in Deep Reinforcement Learning", AAAI.
 - Time limits bootstrap: Pardo et al. 2018, "Time Limits in Reinforcement Learning", ICML.
 - Averaging the weights that play: Polyak & Juditsky 1992, "Acceleration of Stochastic Approximation by
   Averaging", SIAM J. Control Optim. 30; in deep RL, Nikishin et al. 2018, "Improving Stability in Deep
