@@ -49,7 +49,10 @@ def commit() -> str:
         return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
 
     sha = git("rev-parse", "--short", "HEAD") or "unknown"
-    return sha + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
+    # Other results files written since the last commit are not changes to what is measured
+    changed = [line for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+               if "benchmarks/results/" not in line]
+    return sha + (" (with uncommitted changes)" if changed else "")
 
 
 def header(title: str, command: str, settings: str) -> str:
