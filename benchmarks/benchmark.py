@@ -189,8 +189,8 @@ def demo(repeats: int, command: str, baseline: str | None) -> str:
         "|---|---|---|---|",
     ]
     for name, ts in walls.items():
-        lines.append(f"| `{name}` | {np.median(ts):.2f} s | {', '.join(f'{t:.2f}' for t in ts)} | "
-                     f"{final_lines[name].strip()} |")
+        last_line = final_lines[name].strip().replace("|", "/")  # its bars would split the table's cells
+        lines.append(f"| `{name}` | {np.median(ts):.2f} s | {', '.join(f'{t:.2f}' for t in ts)} | `{last_line}` |")
     lines += [
         "",
         f"Its arithmetic: {n_updates:,} updates x {flops / 1e6:.1f} MFLOP of matrix products ({hidden} hidden units, "
