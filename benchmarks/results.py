@@ -49,9 +49,9 @@ def commit() -> str:
         return subprocess.run(["git", *args], cwd=HERE, capture_output=True, text=True).stdout.strip()
 
     sha = git("rev-parse", "--short", "HEAD") or "unknown"
-    # Other results files written since the last commit are not changes to what is measured
+    # Only code changes what is measured: results files and the README written since the last commit do not
     changed = [line for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
-               if "benchmarks/results/" not in line]
+               if line.endswith(".py")]
     return sha + (" (with uncommitted changes)" if changed else "")
 
 
