@@ -71,7 +71,7 @@ def train_one(seed: int, run_kwargs: dict, out_dir: str) -> dict:
     with np.load(log_path(out_dir, seed), allow_pickle=False) as data:
         log = dict(data)
     log.update(final_returns=np.array(final_returns), train_seconds=np.array(train_seconds), seed=np.array(seed))
-    minidqn._atomic_savez(log_path(out_dir, seed), log)
+    minidqn.atomic_savez(log_path(out_dir, seed), log)
     return load_log(log_path(out_dir, seed))
 
 
@@ -433,9 +433,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_kwargs_from(args: argparse.Namespace) -> dict:
-    """The run_dqn keywords the user set on the command line (the env's preset fills the others)."""
+    """The run_dqn keywords: the env's row of minidqn.PRESETS, overridden by the flags given on the command line."""
     keywords = inspect.signature(minidqn.run_dqn).parameters
-    return {k: v for k, v in vars(args).items() if k in keywords}
+    given = {k: v for k, v in vars(args).items() if k in keywords}
+    return {**minidqn.PRESETS.get(given.get("env_id", "CartPole-v1"), {}), **given}
 
 
 def check_out_dir(out_dir: str) -> None:

@@ -1,6 +1,7 @@
 """Tests for minidqn. Run with `python -m pytest` (a minute or two on 2 cores, deterministic: every seed is fixed)."""
 
 import collections
+import inspect
 import os
 import pickle
 import signal
@@ -274,6 +275,67 @@ RingBufferMachine.TestCase.settings = settings(max_examples=150, stateful_step_c
 TestRingBuffer = RingBufferMachine.TestCase
 
 
+class NStepBufferMachine(RuleBasedStateMachine):
+    """NStepReplayBuffer against a plain model that works from step indices, not from a queue: the transition
+    that starts at step i of an episode is stored at step i + n - 1 with the discounted sum of n rewards, or,
+    when the episode terminates first, at its last step with the rewards up to it and no bootstrap; a time
+    limit drops the starts it cut short."""
+
+    @initialize(buffer_size=st.integers(1, 12), n_steps=st.integers(1, 5), gamma=st.sampled_from([0.5, 0.9, 1.0]),
+                seed=st.integers(0, 2**16))
+    def setup(self, buffer_size, n_steps, gamma, seed):
+        obs_space = spaces.Box(-np.inf, np.inf, (2,), dtype=np.float32)
+        self.buffer = minidqn.NStepReplayBuffer(buffer_size, obs_space, spaces.Discrete(N_ACTIONS),
+                                                rng=np.random.default_rng(seed), n_steps=n_steps, gamma=gamma)
+        self.n, self.gamma = n_steps, gamma
+        self.episode = []  # (uid, action, reward) of the current episode's steps so far
+        self.expected = collections.deque(maxlen=buffer_size)  # (obs uid, action, return, next uid, terminal)
+        self.uid = 0
+
+    @rule(reward=st.integers(-3, 3), end=st.sampled_from(["", "", "", "terminated", "truncated"]))
+    def step(self, reward, end):
+        self.uid += 1
+        uid, action, terminated, truncated = self.uid, self.uid % N_ACTIONS, end == "terminated", end == "truncated"
+        obs, next_obs = np.array([uid, 0], dtype=np.float32), np.array([uid + 0.5, 0], dtype=np.float32)
+        self.buffer.store_transition(obs, next_obs, action, float(reward), terminated, truncated)
+        self.episode.append((uid, action, float(reward)))
+        t = len(self.episode) - 1  # this step's index in the episode
+        starts = range(max(0, t - self.n + 1), t + 1) if terminated else [t - self.n + 1] if t >= self.n - 1 else []
+        for i in starts:  # each start i ends here, after the steps i..t
+            ret = sum(self.gamma**k * r for k, (_, _, r) in enumerate(self.episode[i : t + 1]))
+            self.expected.append((self.episode[i][0], self.episode[i][1], ret, uid + 0.5, terminated))
+        if terminated or truncated:
+            self.episode = []
+
+    @precondition(lambda self: len(self.expected) > 0)
+    @rule(batch_size=st.integers(1, 20))
+    def sample_whole_transitions(self, batch_size):
+        s = self.buffer.sample(batch_size)
+        by_uid = {row[0]: row for row in self.expected}
+        for i in range(batch_size):
+            uid, action, ret, next_uid, terminal = by_uid[int(s.observations[i, 0])]
+            assert s.actions[i, 0] == action and s.next_observations[i, 0] == next_uid
+            assert s.rewards[i] == pytest.approx(ret, rel=1e-6) and s.terminateds[i] == terminal
+
+    @invariant()
+    def every_stored_transition_matches_the_model(self):
+        b = self.buffer
+        assert len(b) == len(self.expected)
+        order = list(range(b.current_idx, b.buffer_size)) + list(range(b.current_idx)) if b.is_full else list(
+            range(b.current_idx)
+        )
+        for slot, (uid, action, ret, next_uid, terminal) in zip(order, self.expected):
+            assert b.observations[slot, 0] == uid, f"slot {slot}: start {b.observations[slot, 0]}, model {uid}"
+            assert b.actions[slot, 0] == action
+            assert b.rewards[slot] == pytest.approx(ret, rel=1e-6), f"return of the start at {uid}"
+            assert b.next_observations[slot, 0] == next_uid, f"bootstrap state of the start at {uid}"
+            assert b.terminateds[slot] == terminal, f"terminal flag of the start at {uid}"
+
+
+NStepBufferMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TestNStepBuffer = NStepBufferMachine.TestCase
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Gradients: float64 central finite differences, every entry of every parameter
 # ---------------------------------------------------------------------------------------------------------
@@ -313,8 +375,8 @@ def test_backward_matches_finite_differences(activation_fn):
     x = rng.normal(size=(7, 3))
     upstream = rng.normal(size=(7, 4))  # L = sum(upstream * Q(x)), so dL/dQ = upstream
 
-    q_net.forward(x)
-    analytic = {k: g.copy() for k, g in q_net.backward(upstream).items()}
+    _, activations = q_net.forward(x, return_activations=True)
+    analytic = {k: g.copy() for k, g in q_net.backward(upstream, activations).items()}
     assert {k: v.shape for k, v in analytic.items()} == {k: v.shape for k, v in q_net.parameters().items()}
     numeric = finite_difference_grads(q_net.parameters(), lambda: float(np.sum(upstream * q_net.forward(x))))
     assert_grads_close(analytic, numeric)
@@ -408,7 +470,7 @@ def test_adam_whole_vector_path_matches_the_per_array_loop(cartpole, monkeypatch
                      rng=np.random.default_rng(5))
     copies = q_net.state_dict()  # separate arrays: the per-array loop
     fast, slow = Adam(q_net.parameters(), lr=0.01), Adam(copies, lr=0.01)
-    assert q_net.parameters().same_layout(q_net.grads) and not q_net.parameters().same_layout(copies)
+    assert isinstance(q_net.grads, minidqn.FlatDict) and not isinstance(copies, minidqn.FlatDict)
     rng = np.random.default_rng(6)
     for _ in range(4):
         q_net.grads.vector[:] = rng.normal(size=q_net.grads.vector.shape)
@@ -421,8 +483,8 @@ def test_adam_whole_vector_path_matches_the_per_array_loop(cartpole, monkeypatch
 
 def test_backward_writes_into_the_networks_own_gradient_vector(cartpole):
     q_net = QNetwork(cartpole.observation_space, cartpole.action_space, n_hidden_units=8)
-    q_net.forward(np.ones((3, 4), dtype=np.float32))
-    grads = q_net.backward(np.ones((3, 2), dtype=np.float32))
+    _, activations = q_net.forward(np.ones((3, 4), dtype=np.float32), return_activations=True)
+    grads = q_net.backward(np.ones((3, 2), dtype=np.float32), activations)
     assert grads is q_net.grads
     for k, g in grads.items():
         assert np.shares_memory(g, q_net.grads.vector) and g.shape == q_net.parameters()[k].shape
@@ -432,15 +494,15 @@ def test_one_observation_gives_the_batch_row_and_leaves_backward_alone():
     rng = np.random.default_rng(3)
     q_net = QNetwork(spaces.Box(-1, 1, (3,), dtype=np.float64), spaces.Discrete(2), n_hidden_units=5,
                      dtype=np.float64, rng=rng)
-    for batch in (4, 6, 4):  # backward's ones vector follows the batch size
+    for batch in (4, 6, 4):  # the bias gradients follow the batch size
         x, upstream = rng.normal(size=(batch, 3)), rng.normal(size=(batch, 2))
-        q_values = q_net.forward(x)
-        expected = {k: g.copy() for k, g in q_net.backward(upstream).items()}
+        q_values, activations = q_net.forward(x, return_activations=True)
+        expected = {k: g.copy() for k, g in q_net.backward(upstream, activations).items()}
         assert expected["b3"] == pytest.approx(upstream.sum(axis=0))  # the bias gradient sums the batch
-        q_net.forward(x)
         single = q_net(x[1])  # one observation, no batch dimension: a vector of Q-values
         assert single.shape == (2,) and np.allclose(single, q_values[1])
-        got = q_net.backward(upstream)  # still the batch's backward: one observation keeps no cache
+        q_net(x[:2])  # other forward passes in between change nothing: backward gets its activations explicitly
+        got = q_net.backward(upstream, activations)
         for k in expected:
             assert np.array_equal(got[k], expected[k])
 
@@ -585,18 +647,14 @@ def test_bad_input_gets_clear_errors(cartpole):
     buffer = ReplayBuffer(10, box, discrete)
     with pytest.raises(ValueError, match="empty replay buffer"):
         buffer.sample(4)
-    buffer.store_transition(np.zeros(4), np.zeros(4), 0, 1.0, False)
-    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
-        buffer.sample(0)
     q_net = QNetwork(box, discrete)
     for wrong in (np.zeros(5), np.zeros((2, 5)), np.zeros((1, 2, 4))):
         with pytest.raises(ValueError, match=r"observations of shape \(batch_size, 4\) or \(4,\)"):
             q_net(wrong)
-    for rate in (-0.1, 1.5):
-        with pytest.raises(ValueError, match=r"exploration_rate must be in \[0.0, 1.0\]"):
-            epsilon_greedy_action_selection(q_net, np.zeros(4, dtype=np.float32), rate, discrete)
-    with pytest.raises(ValueError, match=r"gamma must be in \[0.0, 1.0\]"):
-        dqn_update(q_net, q_net, Adam(q_net.parameters()), buffer, 4, gamma=1.5)
+    with pytest.raises(ValueError, match="lr must be > 0"):
+        Adam(q_net.parameters(), lr=0.0)
+    # Batch sizes, exploration rates and gamma enter through run_dqn, which checks them once (below), not
+    # at every env step and every update
     with pytest.raises(ValueError, match="max_steps must be > 0"):
         linear_schedule(1.0, 0.0, 1, 0)
     with pytest.raises(ValueError, match="max_steps must be > 0"):
@@ -609,6 +667,11 @@ def test_bad_input_gets_clear_errors(cartpole):
         ({"env_id": "Pendulum-v1"}, "DQN needs a Discrete one"),
         ({"env_id": "NoSuchEnv-v0"}, "unknown env id 'NoSuchEnv-v0'"),
         ({"gamma": -0.5}, r"gamma must be in \[0.0, 1.0\]"),
+        ({"gamma": 1.5}, r"gamma must be in \[0.0, 1.0\]"),
+        ({"exploration_final_eps": 1.5}, r"exploration_final_eps must be in \[0.0, 1.0\]"),
+        ({"eval_exploration_rate": -0.1}, r"eval_exploration_rate must be in \[0.0, 1.0\]"),
+        ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+        ({"weight_averaging_rate": 2.0}, r"weight_averaging_rate must be in \(0, 1\]"),
         ({"batch_size": 0}, "batch_size must be an integer >= 1"),
         ({"n_hidden_units": 0}, "n_hidden_units must be an integer >= 1"),
         ({"replay_buffer_size": 0}, "replay_buffer_size must be an integer >= 1"),
@@ -894,8 +957,8 @@ def test_every_preset_builds_and_runs(env_id, tmp_path):
     if env_id in minidqn.OPTIONAL_ENVS:
         pytest.importorskip(minidqn.OPTIONAL_ENVS[env_id][0])
     log = tmp_path / "log.npz"
-    run_dqn(env_id=env_id, n_timesteps=300, learning_starts=100, evaluation_interval=0, verbose=0,
-            log_path=str(log))
+    run_dqn(**{**minidqn.PRESETS[env_id], "n_timesteps": 300, "learning_starts": 100, "evaluation_interval": 0,
+               "verbose": 0, "log_path": str(log)})
     import plots
 
     config = plots.load_log(str(log))["config"]
@@ -909,8 +972,8 @@ def test_preset_overrides_through_the_api_and_the_cli(tmp_path):
     import plots
 
     api_log, cli_log = tmp_path / "api.npz", tmp_path / "cli.npz"
-    run_dqn(env_id="Acrobot-v1", n_timesteps=200, batch_size=32, evaluation_interval=0, verbose=0,
-            log_path=str(api_log))
+    run_dqn(**{**minidqn.PRESETS["Acrobot-v1"], "n_timesteps": 200, "batch_size": 32, "evaluation_interval": 0,
+               "verbose": 0, "log_path": str(api_log)})
     result = run_cli("--env-id", "Acrobot-v1", "--n-timesteps", "200", "--batch-size", "32",
                      "--evaluation-interval", "0", "--log-path", str(cli_log))
     assert result.returncode == 0, result.stderr
@@ -921,9 +984,38 @@ def test_preset_overrides_through_the_api_and_the_cli(tmp_path):
         assert config["target_network_update_interval"] == 250
 
 
-def test_an_env_without_preset_runs_untuned_with_a_note(capsys):
-    run_dqn(env_id="MinidqnTest/Chain-v0", n_timesteps=50, learning_starts=10, evaluation_interval=0, verbose=1)
-    assert "no preset for MinidqnTest/Chain-v0" in capsys.readouterr().out
+def test_run_dqn_signature_is_what_runs_and_env_without_preset_gets_a_note(tmp_path):
+    import plots
+
+    # run_dqn(env_id=X) runs the signature's defaults: no preset is applied behind the caller's back
+    log = tmp_path / "acrobot.npz"
+    run_dqn(env_id="Acrobot-v1", n_timesteps=50, learning_starts=10, evaluation_interval=0, verbose=0,
+            log_path=str(log))
+    config = plots.load_log(str(log))["config"]
+    defaults = {k: p.default for k, p in inspect.signature(run_dqn).parameters.items()}
+    for key in ("learning_rate", "batch_size", "target_network_update_interval", "weight_averaging_rate"):
+        assert config[key] == defaults[key] != minidqn.PRESETS["Acrobot-v1"][key]
+    # the command line says when an env has no row
+    result = run_cli("--env-id", "CartPole-v0", "--n-timesteps", "50", "--learning-starts", "10",
+                     "--evaluation-interval", "0")
+    assert result.returncode == 0, result.stderr
+    assert "no preset for CartPole-v0" in result.stdout
+
+
+def test_cli_help_prints_every_description_whole_with_the_env_defaults():
+    docs = minidqn.param_docs(run_dqn.__doc__)
+    assert "avg = avg + rate * (online - avg) after every gradient step" in docs["weight_averaging_rate"]
+    assert docs["tau"].endswith("after every gradient step")
+    assert set(docs) == set(inspect.signature(run_dqn).parameters)
+    helps = {action.dest: action.help for action in minidqn.build_parser()._actions}
+    for name, text in docs.items():
+        assert helps[name].startswith(text.replace("%", "%%")), name
+    assert helps["learning_rate"].endswith("(default: 0.001)")
+    mountain_car = {action.dest: action.help for action in minidqn.build_parser("MountainCar-v0")._actions}
+    assert mountain_car["learning_rate"].endswith("(default: 0.004)")
+    assert mountain_car["seed"].endswith("(default: 1)")  # not in the row: run_dqn's default
+    result = run_cli("--env-id", "MountainCar-v0", "--help")
+    assert result.returncode == 0 and "MountainCar-v0's preset" in result.stdout
 
 
 def test_a_missing_box2d_gives_the_install_command():
@@ -945,7 +1037,9 @@ def test_dqn_update_no_target_is_the_update_with_the_online_net_as_target(cartpo
     buffers = [ReplayBuffer(500, cartpole.observation_space, cartpole.action_space, rng=np.random.default_rng(9))
                for _ in range(2)]
     store_random_steps(cartpole, buffers[0], cartpole.reset(seed=0)[0], 300)
-    buffers[1].transitions[:], buffers[1].current_idx = buffers[0].transitions, buffers[0].current_idx  # same data
+    for field in ("observations", "next_observations", "actions", "rewards", "terminateds"):  # same data
+        getattr(buffers[1], field)[:] = getattr(buffers[0], field)
+    buffers[1].current_idx = buffers[0].current_idx
     opt_a, opt_b = Adam(q_a.parameters()), Adam(q_b.parameters())
     for _ in range(5):
         minidqn.dqn_update_no_target(q_a, opt_a, buffers[0], 32, 0.99)

@@ -123,8 +123,11 @@ def same_work_floor() -> dict:
                 gflops=gflops, floor_s=env_s + at_peak_s, floor_real_shapes_s=env_s + n_updates * matmul_us * 1e-6)
 
 
-def speed(repeats: int, torch_python: str | None, command: str) -> str:
+def speed(repeats: int, torch_python: str | None, command: str, baseline: str | None = None) -> str:
     systems = {"minidqn": [sys.executable, __file__, "--time-same-work-once"]}
+    if baseline:
+        systems[f"baseline: {baseline}"] = [sys.executable, __file__, "--time-same-work-once", "--minidqn-dir",
+                                            os.path.dirname(os.path.abspath(baseline))]
     if torch_python:
         systems["SB3 DQN"] = [torch_python, os.path.join(ANCHORS, "sb3_same_work.py")]
         systems["RLSS tutorial DQN (PyTorch)"] = [torch_python, os.path.join(ANCHORS, "tutorial_same_work.py")]
@@ -143,7 +146,7 @@ def speed(repeats: int, torch_python: str | None, command: str) -> str:
     ]
     for name, ts in times.items():
         median = float(np.median(ts))
-        ratio = "" if name == "minidqn" else f"**{median / ours:.1f}x**"
+        ratio = "" if name == "minidqn" else f"**{median / ours:.2f}x**"
         lines.append(f"| {name} | {median:.2f} s | {', '.join(f'{t:.2f}' for t in ts)} | {ratio} |")
     lines += [
         "",
@@ -217,19 +220,22 @@ def main(argv=None, command: str | None = None) -> int:
     parser.add_argument("--name", help="results file name, without .md (default: from the mode and env)")
     parser.add_argument("--speed", action="store_true", help="time the same-work configuration")
     parser.add_argument("--demo", action="store_true", help="time `python minidqn.py` against its arithmetic")
-    parser.add_argument("--baseline", help="with --demo: another minidqn.py to time alongside (e.g. an old commit)")
+    parser.add_argument("--baseline", help="another minidqn.py to time alongside (e.g. an old commit's)")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed runs for --speed and --demo (default %(default)s)")
     parser.add_argument("--torch-python", help="a python with torch and stable-baselines3, to time SB3 and the "
                         "tutorial side by side (see ../shared/anchors/sb3_same_work.py)")
     parser.add_argument("--time-same-work-once", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--minidqn-dir", help=argparse.SUPPRESS)  # where --time-same-work-once imports minidqn from
     args = parser.parse_args(argv)
     command = command or "python benchmarks/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.time_same_work_once:
+        if args.minidqn_dir:
+            sys.path.insert(0, args.minidqn_dir)
         print(f"minidqn same work: {time_same_work_once():.3f} s")
         return 0
     if args.speed or args.demo:
-        text = speed(args.repeats, args.torch_python, command) if args.speed else \
+        text = speed(args.repeats, args.torch_python, command, args.baseline) if args.speed else \
             demo(args.repeats, command, args.baseline)
         print("\n" + text)
         print(f"\nwrote {results.write(args.name or ('speed' if args.speed else 'demo'), text)}")
