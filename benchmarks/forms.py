@@ -1,0 +1,102 @@
+"""forms.py: what minidqn's in-place forms buy over the textbook lines they stand beside.
+
+minidqn.py writes Adam's step and the Polyak averages in place, with each textbook equation as the comment
+above the lines that compute it. This script runs the textbook lines as they are (patched in), each variant in
+fresh processes, alternating, on the demo and on the same-work configuration, and writes
+benchmarks/results/forms.md:
+
+    python benchmarks/forms.py --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+import numpy as np  # noqa: E402
+
+import results  # noqa: E402
+
+
+def textbook_adam_step(self, grads: dict) -> None:
+    """Algorithm 1 as the textbook writes it: every operation makes a new array."""
+    beta1, beta2 = self.betas
+    self.n_steps += 1
+    t = self.n_steps
+    p, g, m, v = self.params.vector, grads.vector, self.m.vector, self.v.vector
+    m[:] = beta1 * m + (1 - beta1) * g
+    v[:] = beta2 * v + (1 - beta2) * g**2
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    p -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+def textbook_polyak_update(self, other, tau: float) -> None:
+    if tau == 1.0:
+        self.params.vector[:] = other.params.vector
+    else:
+        self.params.vector += tau * (other.params.vector - self.params.vector)
+
+
+VARIANTS = {
+    "minidqn.py as it is (in place)": {},
+    "textbook Adam step": {"Adam.step": textbook_adam_step},
+    "textbook Polyak update": {"QNetwork.polyak_update": textbook_polyak_update},
+    "both textbook": {"Adam.step": textbook_adam_step, "QNetwork.polyak_update": textbook_polyak_update},
+}
+
+
+def run_once(variant: str, work: str) -> float:
+    import benchmark
+    import minidqn
+
+    for name, function in VARIANTS[variant].items():
+        cls, method = name.split(".")
+        setattr(getattr(minidqn, cls), method, function)
+    kwargs = benchmark.SAME_WORK if work == "same work" else {}
+    start = time.perf_counter()
+    minidqn.run_dqn(seed=0 if kwargs else 1, verbose=0, **kwargs)
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each variant (default %(default)s)")
+    parser.add_argument("--once", nargs=2, help=argparse.SUPPRESS)  # VARIANT WORK: one timed run, in this process
+    args = parser.parse_args(argv)
+    if args.once:
+        print(f"{run_once(*args.once):.3f} s")
+        return 0
+    lines = [results.header("Textbook forms against minidqn's in-place forms", "python benchmarks/forms.py "
+                            f"--repeats {args.repeats}", f"{args.repeats} runs of each variant, fresh processes, "
+                            "alternating; run_dqn alone is timed (not Python's start-up)"),
+             "| work | variant | time (median) | runs (s) | vs minidqn.py |", "|---|---|---|---|---|"]
+    for work in ("the demo", "same work"):
+        times = {variant: [] for variant in VARIANTS}
+        for r in range(args.repeats):
+            for variant in VARIANTS:
+                out = subprocess.run([sys.executable, __file__, "--once", variant, work], capture_output=True,
+                                     text=True, check=True).stdout
+                times[variant].append(float(out.split()[-2]))
+            print(f"{work}, run {r + 1}/{args.repeats}: " + ", ".join(f"{v[-1]:.2f}" for v in times.values()),
+                  flush=True)
+        ours = float(np.median(times[next(iter(VARIANTS))]))
+        for variant, ts in times.items():
+            lines.append(f"| {work} | {variant} | {np.median(ts):.2f} s | {', '.join(f'{t:.2f}' for t in ts)} | "
+                         f"{np.median(ts) / ours:.2f}x |")
+    text = "\n".join(lines)
+    print("\n" + text)
+    print(f"\nwrote {results.write('forms', text)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
