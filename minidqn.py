@@ -301,7 +301,6 @@ class QNetwork:
         # then touch the whole network in a few NumPy calls
         self.params = FlatDict(shapes, self.dtype)
         self.grads = FlatDict(shapes, self.dtype)  # written by `backward`
-        self._scratch = np.zeros_like(self.params.vector)  # room for `polyak_update`'s temporary
         for name, shape in shapes.items():
             # PyTorch's nn.Linear default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as the tutorial gets
             bound = 1.0 / math.sqrt(sizes[int(name[1]) - 1])
@@ -380,13 +379,10 @@ class QNetwork:
         The soft target update (Lillicrap et al. 2016), and the average of the weights that play
         (Polyak & Juditsky 1992): the same exponential moving average, at different rates.
         """
-        p, p_other, tmp = self.params.vector, other.params.vector, self._scratch
         if tau == 1.0:  # exactly a copy: in floating point, p + (p_other - p) can miss p_other in the last bit
-            p[:] = p_other
-        else:  # p += tau * (p_other - p), in place (see Adam.step)
-            np.subtract(p_other, p, out=tmp)
-            tmp *= tau
-            p += tmp
+            self.params.vector[:] = other.params.vector
+        else:
+            self.params.vector += tau * (other.params.vector - self.params.vector)
 
     def state_dict(self) -> dict:
         """Copies of the parameters (never views): the tutorial's target-network idiom."""
