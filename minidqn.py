@@ -4,7 +4,7 @@ Read it top to bottom. Sections 1-5 are the DQN, in the tutorial's order; sectio
     1. replay buffer      ReplayBufferSamples, ReplayBuffer, NStepReplayBuffer
     2. Q-network, Adam    QNetwork (forward and backward written by hand), Adam
     3. exploration        epsilon_greedy_action_selection, collect_one_step, linear_schedule
-    4. DQN update         td_loss, dqn_update, dqn_update_no_target
+    4. DQN update         td_target, mse_loss, huber_loss, td_loss, dqn_update, dqn_update_no_target
     5. training loops     evaluate_policy, run_dqn, run_dqn_no_target
     6. plumbing           argument checks, checkpoints, envs, PRESETS, the training log, GIFs, the command
                           line (`python minidqn.py --help`). You can stop reading before it.
@@ -563,6 +563,33 @@ def huber_loss(td_error: np.ndarray) -> tuple:
 LOSSES = {"mse": mse_loss, "huber": huber_loss}
 
 
+def td_target(
+    q_net: QNetwork,
+    q_target_net: QNetwork,
+    replay_data: ReplayBufferSamples,
+    gamma: float,
+    double_dqn: bool = False,
+) -> np.ndarray:
+    """
+    The TD target r + gamma * (1 - terminated) * max_a' Q_target(s', a') of every transition in the batch.
+
+    :param q_net: The Q-network being trained (used only by Double DQN, to pick a')
+    :param q_target_net: The target network, which gives the bootstrap value (no gradient flows through it)
+    :param replay_data: A mini-batch of transitions
+    :param gamma: The discount factor, in [0, 1]
+    :param double_dqn: Pick a' with `q_net`, evaluate it with `q_target_net` (van Hasselt 2016)
+    :return: The TD targets (batch_size,)
+    """
+    next_q_values = q_target_net(replay_data.next_observations)  # (batch_size, n_actions)
+    if double_dqn:
+        next_actions = q_net(replay_data.next_observations).argmax(axis=1)  # (batch_size,) online net picks
+        next_q_values = next_q_values[np.arange(len(next_actions)), next_actions]  # (batch_size,) target evaluates
+    else:
+        next_q_values = next_q_values.max(axis=1)  # (batch_size,) greedy policy
+    terminated = replay_data.terminateds.astype(next_q_values.dtype)  # (batch_size,) 1.0 where terminal
+    return replay_data.rewards + gamma * (1 - terminated) * next_q_values  # (batch_size,)
+
+
 def td_loss(
     q_net: QNetwork,
     q_target_net: QNetwork,
@@ -585,24 +612,15 @@ def td_loss(
     batch_size = replay_data.rewards.shape[0]
     rows = np.arange(batch_size)
     actions = replay_data.actions[:, 0]  # (batch_size,)
-
-    # TD target: r + gamma * (1 - terminated) * max_a' Q_target(s', a')
-    next_q_values = q_target_net(replay_data.next_observations)  # (batch_size, n_actions)
-    if double_dqn:
-        next_actions = q_net(replay_data.next_observations).argmax(axis=1)  # (batch_size,) online net picks
-        next_q_values = next_q_values[rows, next_actions]  # (batch_size,) target net evaluates
-    else:
-        next_q_values = next_q_values.max(axis=1)  # (batch_size,) greedy policy
-    terminated = replay_data.terminateds.astype(next_q_values.dtype)  # (batch_size,) 1.0 where terminal
-    td_target = replay_data.rewards + gamma * (1 - terminated) * next_q_values  # (batch_size,)
+    target = td_target(q_net, q_target_net, replay_data, gamma, double_dqn)  # (batch_size,)
 
     # Q(s, a) for the actions that were taken
     q_values, activations = q_net.forward(replay_data.observations, return_activations=True)  # (batch, n_actions)
     current_q_values = q_values[rows, actions]  # (batch_size,)
     assert current_q_values.shape == (batch_size,), f"{current_q_values.shape} != {(batch_size,)}"
-    assert current_q_values.shape == td_target.shape, f"{current_q_values.shape} != {td_target.shape}"
+    assert current_q_values.shape == target.shape, f"{current_q_values.shape} != {target.shape}"
 
-    td_error = current_q_values - td_target  # (batch_size,)
+    td_error = current_q_values - target  # (batch_size,)
     loss, grad_current_q = LOSSES[loss_fn](td_error)  # the loss and dLoss/dQ(s, a)
     grad_q_values = np.zeros_like(q_values)  # (batch_size, n_actions): only the taken actions get gradient
     grad_q_values[rows, actions] = grad_current_q

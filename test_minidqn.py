@@ -336,6 +336,68 @@ NStepBufferMachine.TestCase.settings = settings(max_examples=150, stateful_step_
 TestNStepBuffer = NStepBufferMachine.TestCase
 
 
+def test_forward_is_the_two_layer_mlp():
+    rng = np.random.default_rng(7)
+    q_net = QNetwork(spaces.Box(-1, 1, (3,), dtype=np.float64), spaces.Discrete(2), n_hidden_units=4,
+                     dtype=np.float64, rng=rng)
+    p, x = q_net.parameters(), rng.normal(size=(5, 3))
+    h1 = np.maximum(x @ p["W1"] + p["b1"], 0)
+    h2 = np.maximum(h1 @ p["W2"] + p["b2"], 0)
+    expected = h2 @ p["W3"] + p["b3"]
+    got = q_net.forward(x)
+    assert got.shape == (5, 2), f"Q-values of 5 observations have shape {got.shape}, need (5, 2)"
+    wrong = np.argwhere(~np.isclose(got, expected, rtol=1e-12, atol=1e-12))
+    assert not len(wrong), (f"Q[{wrong[0][0]}, {wrong[0][1]}]: yours {got[tuple(wrong[0])]:.6g}, "
+                            f"relu(relu(x W1 + b1) W2 + b2) W3 + b3 gives {expected[tuple(wrong[0])]:.6g}")
+    q_values, (x_seen, a1, a2) = q_net.forward(x, return_activations=True)
+    np.testing.assert_allclose(q_values, expected, rtol=1e-12)
+    np.testing.assert_allclose(a1, h1, rtol=1e-12, err_msg="the first activation handed to backward")
+    np.testing.assert_allclose(a2, h2, rtol=1e-12, err_msg="the second activation handed to backward")
+
+
+def test_epsilon_greedy_takes_random_actions_at_the_rate_epsilon():
+    rng = np.random.default_rng(8)
+    q_net = QNetwork(spaces.Box(-1, 1, (2,), dtype=np.float32), spaces.Discrete(4), n_hidden_units=8, rng=rng)
+    obs = np.array([0.3, -0.2], dtype=np.float32)
+    greedy = int(q_net(obs).argmax())
+    for eps, low, high in ((0.0, 1.0, 1.0), (0.2, 0.8, 0.9), (1.0, 0.15, 0.35)):
+        actions = [epsilon_greedy_action_selection(q_net, obs, eps, spaces.Discrete(4), rng) for _ in range(2000)]
+        share = np.mean(np.array(actions) == greedy)  # greedy with prob 1 - eps, plus eps / 4 by chance
+        assert low <= share <= high, (f"epsilon {eps}: the greedy action came {share:.0%} of the time, "
+                                      f"expected about {1 - eps + eps / 4:.0%}")
+    assert set(actions) == {0, 1, 2, 3}, "epsilon 1 must reach every action"
+
+
+def test_td_target_is_the_reward_plus_the_discounted_max_of_the_target_network():
+    rng = np.random.default_rng(9)
+    box = spaces.Box(-1, 1, (3,), dtype=np.float64)
+    q_net, q_target_net = (QNetwork(box, spaces.Discrete(3), n_hidden_units=5, dtype=np.float64, rng=rng)
+                           for _ in range(2))
+    data = ReplayBufferSamples(rng.normal(size=(6, 3)), rng.normal(size=(6, 3)), rng.integers(0, 3, (6, 1)),
+                               np.linspace(-1, 1, 6), np.array([False, True, False, False, True, False]))
+    next_q = q_target_net(data.next_observations)
+    for double_dqn, bootstrap in ((False, next_q.max(axis=1)),
+                                  (True, next_q[np.arange(6), q_net(data.next_observations).argmax(axis=1)])):
+        expected = data.rewards + 0.9 * np.where(data.terminateds, 0.0, bootstrap)
+        got = minidqn.td_target(q_net, q_target_net, data, 0.9, double_dqn)
+        assert got.shape == (6,), f"the TD target has shape {got.shape}, needs (batch_size,) = (6,)"
+        for i in range(6):
+            assert got[i] == pytest.approx(expected[i], rel=1e-12), (
+                f"transition {i} ({'terminal' if data.terminateds[i] else 'not terminal'}, double_dqn="
+                f"{double_dqn}): yours {got[i]:.6g}, r + gamma * (1 - terminated) * max_a' Q_target(s', a') "
+                f"gives {expected[i]:.6g}")
+
+
+def test_mse_loss_and_its_gradient():
+    td_error = np.array([0.5, -2.0, 1.0, 0.0])
+    loss, grad = minidqn.mse_loss(td_error)
+    assert loss == pytest.approx(np.mean(td_error**2)), f"loss {loss:.6g}, mean(td_error^2) is 1.3125"
+    expected = 2 * td_error / 4
+    for i in range(4):
+        assert grad[i] == pytest.approx(expected[i]), (f"dLoss/dQ[{i}]: yours {grad[i]:.6g}, "
+                                                        f"2 * td_error / batch_size gives {expected[i]:.6g}")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Gradients: float64 central finite differences, every entry of every parameter
 # ---------------------------------------------------------------------------------------------------------
@@ -358,12 +420,19 @@ def finite_difference_grads(params, loss_of_params, h=1e-5):
     return grads
 
 
-def assert_grads_close(analytic, numeric):
+def assert_grads_close(analytic, numeric, tol=1e-6):
+    """Every entry of every gradient within tol (relative to the tensor's scale); the message names the first
+    wrong entry, e.g. "dW2[3, 1]: yours 0.12, finite differences 0.08"."""
     assert analytic.keys() == numeric.keys()
     for k in analytic:
-        assert analytic[k].shape == numeric[k].shape
-        err = np.max(np.abs(analytic[k] - numeric[k])) / max(1.0, np.max(np.abs(numeric[k])))
-        assert err < 1e-6, f"gradient of {k} is off by {err:.2e}"
+        assert analytic[k].shape == numeric[k].shape, f"d{k} has shape {analytic[k].shape}, needs {numeric[k].shape}"
+        scale = max(1.0, np.max(np.abs(numeric[k])))
+        wrong = np.argwhere(~(np.abs(analytic[k] - numeric[k]) / scale < tol))  # NaN counts as wrong
+        if len(wrong):
+            idx = tuple(int(i) for i in wrong[0])
+            raise AssertionError(f"d{k}[{', '.join(map(str, idx))}]: yours {analytic[k][idx]:.6g}, "
+                                 f"finite differences {numeric[k][idx]:.6g} ({len(wrong)} of {analytic[k].size} "
+                                 f"entries of d{k} are wrong)")
 
 
 @pytest.mark.parametrize("activation_fn", ["relu", "tanh"])
@@ -456,7 +525,11 @@ def test_adam_matches_hand_unrolled_algorithm_1():
             expected[k] = expected[k] - lr * m_hat / (np.sqrt(v_hat) + eps)
         optimizer.step(grads)
         for k in params:
-            np.testing.assert_allclose(params[k], expected[k], rtol=1e-12, atol=1e-14)
+            wrong = np.argwhere(~np.isclose(params[k], expected[k], rtol=1e-12, atol=1e-14))
+            if len(wrong):
+                idx = tuple(int(i) for i in wrong[0])
+                raise AssertionError(f"step {t}: {k}[{', '.join(map(str, idx))}] is {params[k][idx]:.10g}, "
+                                     f"Kingma & Ba's Algorithm 1 gives {expected[k][idx]:.10g}")
     # the first step of Adam moves every entry by almost exactly lr, whatever the gradient's scale
     p = {"x": np.zeros(4)}
     Adam(p, lr=0.1).step({"x": np.array([1e-3, -5.0, 7.0, -1e3])})
@@ -526,7 +599,8 @@ def test_polyak_update_moves_toward_the_other_network(cartpole):
 def test_target_network_is_a_copy_and_does_not_move(cartpole):
     q_net, q_target_net = make_pair(cartpole)
     for k in q_net.parameters():
-        assert not np.shares_memory(q_net.parameters()[k], q_target_net.parameters()[k])
+        assert not np.shares_memory(q_net.parameters()[k], q_target_net.parameters()[k]), \
+            f"the target network's {k} is the online network's own array (an alias), not a copy"
     buffer = ReplayBuffer(500, cartpole.observation_space, cartpole.action_space, rng=np.random.default_rng(0))
     obs, _ = cartpole.reset()
     for _ in range(200):
@@ -535,8 +609,9 @@ def test_target_network_is_a_copy_and_does_not_move(cartpole):
     online_before = q_net.state_dict()
     dqn_update(q_net, q_target_net, Adam(q_net.parameters()), buffer, 32, 0.99)
     for k in target_before:
-        np.testing.assert_array_equal(q_target_net.parameters()[k], target_before[k])
-        assert not np.array_equal(q_net.parameters()[k], online_before[k])
+        assert np.array_equal(q_target_net.parameters()[k], target_before[k]), \
+            f"the target network's {k} moved during an update of the online network"
+        assert not np.array_equal(q_net.parameters()[k], online_before[k]), f"the update left the online {k} alone"
 
 
 def train_on_chain(env, gamma, seed=0, n_updates=1500):
@@ -1197,3 +1272,103 @@ def test_cli_reads_none_for_the_settings_that_can_be_off():
     assert args.target_network_update_interval == 10
     args = minidqn.build_parser().parse_args(["--target-network-update-interval", "None"])
     assert args.target_network_update_interval is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The course (exercises/): the learner's copy is made from minidqn.py and checked by the tests above
+# ---------------------------------------------------------------------------------------------------------
+
+sys.path.insert(0, os.path.join(HERE, "exercises"))
+import course  # noqa: E402
+
+# A typical mistake for some exercises: (exercise, the reference's text, the mistake, what the check must say)
+MISTAKES = [
+    (1, "            self.current_idx = 0\n            self.is_full = True",
+     "            self.is_full = True", "out of bounds"),  # a ring index that does not wrap
+    (4, "rng.random() < exploration_rate", "rng.random() > exploration_rate",
+     "the greedy action came"),  # epsilon compared the wrong way round
+    (5, "float(reward), terminated, truncated)", "float(reward), terminated or truncated, truncated)",
+     "a truncation was stored as a termination"),
+    (9, 'grad_h2 = (g @ p["W3"].T)', 'grad_h2 = -(g @ p["W3"].T)', "finite differences"),  # a sign flipped
+    (10, "np.divide(v, 1 - beta2**t, out=tmp)", "np.copyto(tmp, v)", "step 1: "),  # no bias correction...
+    (10, "tmp *= self.lr / (1 - beta1**t)", "tmp *= self.lr", "Kingma & Ba's Algorithm 1 gives"),  # ...of either
+    (11, "return {k: v.copy() for k, v in self.params.items()}", "return dict(self.params)", "an alias"),
+    (11, "            v[...] = state[k]", "            self.params[k] = state[k]", "an alias"),  # aliased target
+]
+
+
+def run_script(script, *args):
+    return subprocess.run([sys.executable, os.path.join(HERE, "exercises", script), *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def check_verdicts(stdout):
+    """exercise number -> (verdict, its detail lines) from check.py's output."""
+    verdicts, current = {}, None
+    for line in stdout.splitlines():
+        if line.startswith("exercise "):
+            current = int(line.split()[1])
+            verdicts[current] = (line.split()[-1] if not line.endswith("not started") else "not started", [])
+        elif line.startswith("      ") and current is not None:
+            verdicts[current][1].append(line.strip())
+    return verdicts
+
+
+def test_the_learners_copy_is_made_from_the_reference_deterministically(tmp_path):
+    with open(os.path.join(HERE, "minidqn.py"), "rb") as f:
+        reference = f.read()
+    for folder in ("a", "b"):
+        result = run_script("make.py", str(tmp_path / folder))
+        assert result.returncode == 0, result.stderr
+    copy = (tmp_path / "a" / "minidqn.py").read_text()
+    assert copy == (tmp_path / "b" / "minidqn.py").read_text(), "two copies of the same minidqn.py differ"
+    with open(os.path.join(HERE, "minidqn.py"), "rb") as f:
+        assert f.read() == reference, "make.py changed the reference"
+    assert run_script("make.py", str(tmp_path / "a")).returncode == 2  # a learner's work is never overwritten
+    for line in reference.decode().splitlines()[1:]:  # every signature and docstring line stays (the first: a header)
+        if line.strip().startswith(("def ", '"""')):
+            assert line in copy, f"the copy lost {line.strip()!r}"
+    for exercise in course.EXERCISES:
+        assert '"' not in exercise.title
+        assert f'raise NotImplementedError("exercise {exercise.number}: {exercise.title}")' in copy
+    # pasting every solution back gives the reference, exercise by exercise: what check.py runs is exactly it
+    solved = course.make_copy(reference.decode(), solved=True)
+    for exercise in course.EXERCISES:
+        assert course.hybrid(reference.decode(), solved, exercise.number) == reference.decode()
+    assert set(course.BY_NUMBER) == set(range(1, len(course.EXERCISES) + 1))
+
+
+def test_check_says_not_started_for_the_blank_copy_and_passes_the_solutions(tmp_path):
+    run_script("make.py", str(tmp_path / "blank"))
+    result = run_script("check.py", str(tmp_path / "blank"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    verdicts = check_verdicts(result.stdout)
+    assert verdicts == {e.number: ("not started", []) for e in course.EXERCISES}, result.stdout
+    solved = tmp_path / "solved"
+    solved.mkdir()
+    (solved / "minidqn.py").write_text(course.make_copy(open(course.REFERENCE).read(), solved=True))
+    result = run_script("check.py", str(solved), "--exercise", "3", "9", "11")
+    assert result.returncode == 0, result.stdout
+    assert {n: v for n, (v, _) in check_verdicts(result.stdout).items()} == {3: "pass", 9: "pass", 11: "pass"}
+    # with every exercise written, the learner's copy trains (and its command line works)
+    result = subprocess.run([sys.executable, str(solved / "minidqn.py"), "--n-timesteps", "300",
+                             "--learning-starts", "100", "--evaluation-interval", "150", "--n-eval-episodes", "1"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.count("Mean episode reward") == 2, result.stderr
+
+
+def test_typical_mistakes_fail_their_exercise_with_a_message_that_names_the_wrong_value(tmp_path):
+    copy = course.make_copy(open(course.REFERENCE).read(), solved=True)
+    for number, right, wrong, _ in MISTAKES:
+        assert copy.count(right) == 1, f"exercise {number}: the mistake's text is not in minidqn.py"
+        copy = copy.replace(right, wrong)
+    (tmp_path / "minidqn.py").write_text(copy)
+    numbers = sorted({number for number, *_ in MISTAKES})
+    result = run_script("check.py", str(tmp_path), "--exercise", *map(str, numbers), "2", "3")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    verdicts = check_verdicts(result.stdout)
+    assert verdicts[2][0] == "pass" and verdicts[3][0] == "pass", "a mistake in one exercise failed another"
+    for number, _, _, message in MISTAKES:
+        verdict, details = verdicts[number]
+        assert verdict == "fail", f"exercise {number}: {verdict}\n{result.stdout}"
+        assert any(message in line for line in details), f"exercise {number}: {details}"

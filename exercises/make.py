@@ -1,0 +1,55 @@
+"""Write the learner's copy of minidqn.py: the exercises' code blanked, everything else as it is.
+
+    python exercises/make.py [DIR]                 # DIR/minidqn.py (default: exercises/work/, which git ignores)
+    python exercises/make.py DIR --exercise 3 9    # blank only these exercises
+
+The copy is made from the current minidqn.py every time, so exercise and solution cannot drift apart. Each
+blanked piece becomes a block between "### YOUR CODE HERE" and "### END OF YOUR CODE", with a hint and a
+`raise NotImplementedError("exercise N: ...")`; signatures, docstrings and shape comments stay. An existing
+copy is not overwritten unless --force is given: it holds the learner's work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import course  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("dir", nargs="?", default=course.DEFAULT_DIR, help="where to write minidqn.py "
+                        "(default: exercises/work)")
+    parser.add_argument("--exercise", type=int, nargs="+", choices=sorted(course.BY_NUMBER), metavar="N",
+                        help="blank only these exercises (default: all)")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing copy (its work is lost)")
+    args = parser.parse_args(argv)
+    path = os.path.join(args.dir, "minidqn.py")
+    if os.path.exists(path) and not args.force:
+        print(f"error: {path} exists and may hold your work; pass --force to overwrite it", file=sys.stderr)
+        return 2
+    with open(course.REFERENCE) as f:
+        reference = f.read()
+    try:
+        text = course.make_copy(reference, args.exercise)
+        os.makedirs(args.dir, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    chosen = args.exercise or sorted(course.BY_NUMBER)
+    print(f"wrote {path} with {len(chosen)} exercises:")
+    for number in chosen:
+        exercise = course.BY_NUMBER[number]
+        print(f"  {number:>2}. {exercise.title}   ({exercise.part})")
+    print(f"check it: python exercises/check.py {args.dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
