@@ -313,7 +313,7 @@ class NStepBufferMachine(RuleBasedStateMachine):
         s = self.buffer.sample(batch_size)
         by_uid = {row[0]: row for row in self.expected}
         for i in range(batch_size):
-            uid, action, ret, next_uid, terminal = by_uid[int(s.observations[i, 0])]
+            _, action, ret, next_uid, terminal = by_uid[int(s.observations[i, 0])]
             assert s.actions[i, 0] == action and s.next_observations[i, 0] == next_uid
             assert s.rewards[i] == pytest.approx(ret, rel=1e-6) and s.terminateds[i] == terminal
 
@@ -349,7 +349,7 @@ def test_forward_is_the_two_layer_mlp():
     wrong = np.argwhere(~np.isclose(got, expected, rtol=1e-12, atol=1e-12))
     assert not len(wrong), (f"Q[{wrong[0][0]}, {wrong[0][1]}]: yours {got[tuple(wrong[0])]:.6g}, "
                             f"relu(relu(x W1 + b1) W2 + b2) W3 + b3 gives {expected[tuple(wrong[0])]:.6g}")
-    q_values, (x_seen, a1, a2) = q_net.forward(x, return_activations=True)
+    q_values, (_, a1, a2) = q_net.forward(x, return_activations=True)
     np.testing.assert_allclose(q_values, expected, rtol=1e-12)
     np.testing.assert_allclose(a1, h1, rtol=1e-12, err_msg="the first activation handed to backward")
     np.testing.assert_allclose(a2, h2, rtol=1e-12, err_msg="the second activation handed to backward")
@@ -1281,6 +1281,9 @@ def test_cli_reads_none_for_the_settings_that_can_be_off():
 sys.path.insert(0, os.path.join(HERE, "exercises"))
 import course  # noqa: E402
 
+with open(course.REFERENCE) as _f:
+    REFERENCE_SOURCE = _f.read()
+
 # A typical mistake for some exercises: (exercise, the reference's text, the mistake, what the check must say)
 MISTAKES = [
     (1, "            self.current_idx = 0\n            self.is_full = True",
@@ -1346,7 +1349,7 @@ def test_check_says_not_started_for_the_blank_copy_and_passes_the_solutions(tmp_
     assert verdicts == {e.number: ("not started", []) for e in course.EXERCISES}, result.stdout
     solved = tmp_path / "solved"
     solved.mkdir()
-    (solved / "minidqn.py").write_text(course.make_copy(open(course.REFERENCE).read(), solved=True))
+    (solved / "minidqn.py").write_text(course.make_copy(REFERENCE_SOURCE, solved=True))
     result = run_script("check.py", str(solved), "--exercise", "3", "9", "11")
     assert result.returncode == 0, result.stdout
     assert {n: v for n, (v, _) in check_verdicts(result.stdout).items()} == {3: "pass", 9: "pass", 11: "pass"}
@@ -1358,7 +1361,7 @@ def test_check_says_not_started_for_the_blank_copy_and_passes_the_solutions(tmp_
 
 
 def test_typical_mistakes_fail_their_exercise_with_a_message_that_names_the_wrong_value(tmp_path):
-    copy = course.make_copy(open(course.REFERENCE).read(), solved=True)
+    copy = course.make_copy(REFERENCE_SOURCE, solved=True)
     for number, right, wrong, _ in MISTAKES:
         assert copy.count(right) == 1, f"exercise {number}: the mistake's text is not in minidqn.py"
         copy = copy.replace(right, wrong)
