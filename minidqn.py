@@ -102,22 +102,13 @@ class ReplayBuffer:
         self.observation_space = observation_space
         self.action_space = action_space
         self.rng = _DEFAULT_RNG if rng is None else rng
-        # Preallocated, as in the tutorial: storing a transition copies it into a slot. The tutorial's five
-        # arrays are views into one array of records, one record per transition, so that `sample` gathers a
-        # transition's five fields from one place in memory (the fast form: benchmarks/results/forms.md)
-        transition = np.dtype([
-            ("observations", observation_space.dtype, observation_space.shape),
-            ("next_observations", observation_space.dtype, observation_space.shape),
-            ("actions", action_space.dtype, (1,)),
-            ("rewards", np.float32),
-            ("terminateds", bool),
-        ])
-        self.transitions = np.zeros(buffer_size, dtype=transition)  # (buffer_size,) records
-        self.observations = self.transitions["observations"]  # (buffer_size, obs_dim)
-        self.next_observations = self.transitions["next_observations"]  # (buffer_size, obs_dim)
-        self.actions = self.transitions["actions"]  # (buffer_size, 1)
-        self.rewards = self.transitions["rewards"]  # (buffer_size,) float32
-        self.terminateds = self.transitions["terminateds"]  # (buffer_size,) bool
+        # Preallocated, as in the tutorial: storing a transition copies it into a slot
+        obs_shape = (buffer_size, *observation_space.shape)
+        self.observations = np.zeros(obs_shape, dtype=observation_space.dtype)  # (buffer_size, obs_dim)
+        self.next_observations = np.zeros(obs_shape, dtype=observation_space.dtype)  # (buffer_size, obs_dim)
+        self.actions = np.zeros((buffer_size, 1), dtype=action_space.dtype)  # (buffer_size, 1)
+        self.rewards = np.zeros((buffer_size,), dtype=np.float32)  # (buffer_size,)
+        self.terminateds = np.zeros((buffer_size,), dtype=bool)  # (buffer_size,)
 
     def __len__(self) -> int:
         return self.buffer_size if self.is_full else self.current_idx
@@ -163,15 +154,12 @@ class ReplayBuffer:
         if len(self) == 0:
             raise ValueError("cannot sample from an empty replay buffer: store at least one transition first")
         batch_indices = self.rng.integers(0, len(self), batch_size)  # slots [0, len) hold transitions
-        # The tutorial's form, five gathers: ReplayBufferSamples(self.observations[batch_indices], ...,
-        # self.terminateds[batch_indices]). The same values, gathered as whole records:
-        batch = self.transitions[batch_indices]  # (batch_size,) records
         return ReplayBufferSamples(
-            batch["observations"],
-            batch["next_observations"],
-            batch["actions"],
-            batch["rewards"],
-            batch["terminateds"],
+            self.observations[batch_indices],
+            self.next_observations[batch_indices],
+            self.actions[batch_indices],
+            self.rewards[batch_indices],
+            self.terminateds[batch_indices],
         )
 
 

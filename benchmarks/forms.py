@@ -1,10 +1,9 @@
 """forms.py: what a fast form buys over the textbook lines, on the demo and on the same-work benchmark.
 
 minidqn.py writes Adam's step in place, with each textbook equation as the comment above the lines that
-compute it, samples whole records from the replay buffer, and keeps the Polyak update as the textbook line.
-This script patches in the other form of each (the textbook Adam, the tutorial's five gathers, an in-place
-Polyak update) and times every variant in fresh processes, alternating, on the demo and on the same-work
-configuration. Each pair computes the same numbers. A fast form stays only where it buys at least 3% of either. It writes
+compute it, and the Polyak update as the textbook line. This script patches in the other form of each (the
+textbook Adam, an in-place Polyak update) and times every variant in fresh processes, alternating, on the demo
+and on the same-work configuration. A fast form stays only where it buys at least 3% of either. It writes
 benchmarks/results/forms.md:
 
     python benchmarks/forms.py --repeats 3
@@ -54,20 +53,9 @@ def in_place_polyak_update(self, other, tau: float) -> None:
     p += self._scratch
 
 
-def five_gathers_sample(self, batch_size: int):
-    """The tutorial's sample: the same indices, one gather per array."""
-    import minidqn
-
-    batch_indices = self.rng.integers(0, len(self), batch_size)
-    return minidqn.ReplayBufferSamples(self.observations[batch_indices], self.next_observations[batch_indices],
-                                       self.actions[batch_indices], self.rewards[batch_indices],
-                                       self.terminateds[batch_indices])
-
-
 VARIANTS = {
-    "minidqn.py as it is (Adam in place, records, textbook Polyak)": {},
+    "minidqn.py as it is (Adam in place, textbook Polyak)": {},
     "textbook Adam step": {"Adam.step": textbook_adam_step},
-    "five gathers in sample (the tutorial's)": {"ReplayBuffer.sample": five_gathers_sample},
     "in-place Polyak update": {"QNetwork.polyak_update": in_place_polyak_update},
 }
 
