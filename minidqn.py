@@ -102,22 +102,13 @@ class ReplayBuffer:
         self.observation_space = observation_space
         self.action_space = action_space
         self.rng = _DEFAULT_RNG if rng is None else rng
-        # Preallocated, as in the tutorial: storing a transition copies it into a slot. The tutorial's five
-        # arrays are views into one array of records, one record per transition, so that `sample` gathers a
-        # transition's five fields from one place in memory (the fast form: benchmarks/results/forms.md)
-        transition = np.dtype([
-            ("observations", observation_space.dtype, observation_space.shape),
-            ("next_observations", observation_space.dtype, observation_space.shape),
-            ("actions", action_space.dtype, (1,)),
-            ("rewards", np.float32),
-            ("terminateds", bool),
-        ])
-        self.transitions = np.zeros(buffer_size, dtype=transition)  # (buffer_size,) records
-        self.observations = self.transitions["observations"]  # (buffer_size, obs_dim)
-        self.next_observations = self.transitions["next_observations"]  # (buffer_size, obs_dim)
-        self.actions = self.transitions["actions"]  # (buffer_size, 1)
-        self.rewards = self.transitions["rewards"]  # (buffer_size,) float32
-        self.terminateds = self.transitions["terminateds"]  # (buffer_size,) bool
+        # Preallocated, as in the tutorial: storing a transition copies it into a slot
+        obs_shape = (buffer_size, *observation_space.shape)
+        self.observations = np.zeros(obs_shape, dtype=observation_space.dtype)  # (buffer_size, obs_dim)
+        self.next_observations = np.zeros(obs_shape, dtype=observation_space.dtype)  # (buffer_size, obs_dim)
+        self.actions = np.zeros((buffer_size, 1), dtype=action_space.dtype)  # (buffer_size, 1)
+        self.rewards = np.zeros((buffer_size,), dtype=np.float32)  # (buffer_size,)
+        self.terminateds = np.zeros((buffer_size,), dtype=bool)  # (buffer_size,)
 
     def __len__(self) -> int:
         return self.buffer_size if self.is_full else self.current_idx
@@ -163,15 +154,12 @@ class ReplayBuffer:
         if len(self) == 0:
             raise ValueError("cannot sample from an empty replay buffer: store at least one transition first")
         batch_indices = self.rng.integers(0, len(self), batch_size)  # slots [0, len) hold transitions
-        # The tutorial's form, five gathers: ReplayBufferSamples(self.observations[batch_indices], ...,
-        # self.terminateds[batch_indices]). The same values, gathered as whole records:
-        batch = self.transitions[batch_indices]  # (batch_size,) records
         return ReplayBufferSamples(
-            batch["observations"],
-            batch["next_observations"],
-            batch["actions"],
-            batch["rewards"],
-            batch["terminateds"],
+            self.observations[batch_indices],
+            self.next_observations[batch_indices],
+            self.actions[batch_indices],
+            self.rewards[batch_indices],
+            self.terminateds[batch_indices],
         )
 
 
@@ -313,7 +301,6 @@ class QNetwork:
         # then touch the whole network in a few NumPy calls
         self.params = FlatDict(shapes, self.dtype)
         self.grads = FlatDict(shapes, self.dtype)  # written by `backward`
-        self._scratch = np.zeros_like(self.params.vector)  # room for `polyak_update`'s temporary
         for name, shape in shapes.items():
             # PyTorch's nn.Linear default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as the tutorial gets
             bound = 1.0 / math.sqrt(sizes[int(name[1]) - 1])
@@ -392,13 +379,10 @@ class QNetwork:
         The soft target update (Lillicrap et al. 2016), and the average of the weights that play
         (Polyak & Juditsky 1992): the same exponential moving average, at different rates.
         """
-        p, p_other, tmp = self.params.vector, other.params.vector, self._scratch
         if tau == 1.0:  # exactly a copy: in floating point, p + (p_other - p) can miss p_other in the last bit
-            p[:] = p_other
-        else:  # p += tau * (p_other - p), in place: the same numbers without two network-sized temporaries
-            np.subtract(p_other, p, out=tmp)
-            tmp *= tau
-            p += tmp
+            self.params.vector[:] = other.params.vector
+        else:
+            self.params.vector += tau * (other.params.vector - self.params.vector)
 
     def state_dict(self) -> dict:
         """Copies of the parameters (never views): the tutorial's target-network idiom."""
