@@ -1,4 +1,5 @@
-"""Tests for minidqn. Run with `python -m pytest` (a minute or two on 2 cores, deterministic: every seed is fixed)."""
+"""Tests for minidqn and its exercises. Run with `python -m pytest`: about 40 s on 2 cores (87 tests; the LunarLander
+and FlappyBird presets skip without their optional packages), deterministic: every seed is fixed."""
 
 import collections
 import inspect
