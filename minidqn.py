@@ -9,7 +9,8 @@ Read it top to bottom. Sections 1-5 are the DQN, in the tutorial's order; sectio
     6. plumbing           argument checks, checkpoints, envs, PRESETS, the training log, GIFs, the command
                           line (`python minidqn.py --help`). You can stop reading before it.
 
-There is no autograd: every gradient is written out under the forward line it differentiates.
+There is no autograd: `backward` writes out every gradient, layer by layer, each under a comment with the forward
+line it differentiates.
 
 Sources
 - DQN, experience replay and the target network: Mnih et al. 2015, "Human-level control through deep
@@ -1271,8 +1272,12 @@ def _or_none(kind: type):
 def build_parser(env_id: str = "CartPole-v1") -> argparse.ArgumentParser:
     """The command line of run_dqn; the help shows the defaults that will run for `env_id` (its PRESETS row)."""
     row = PRESETS.get(env_id, {})
-    which = "the CartPole-v1 demo" if env_id == "CartPole-v1" else f"{env_id}'s preset" if row else \
-        f"{env_id}, which has no preset: the CartPole-v1 demo's defaults, untuned"
+    if env_id == "CartPole-v1":
+        which = "the CartPole-v1 demo"
+    elif row:
+        which = f"{env_id}'s preset"
+    else:
+        which = f"{env_id}, which has no preset: the CartPole-v1 demo's defaults, untuned"
     parser = argparse.ArgumentParser(
         description=f"Train DQN with minidqn. With no flags: the CartPole-v1 demo. With --env-id X: X's row of "
         f"PRESETS ({', '.join(PRESETS)}), which any other flag overrides. Defaults shown: {which}.",

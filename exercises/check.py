@@ -25,6 +25,13 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import course  # noqa: E402
+from hypothesis import Phase, settings  # noqa: E402
+
+# The state machines report their first failing run, unshrunk (shrinking takes long, and its smaller example is
+# no clearer to a learner), and keep no database: a learner's mistakes are not replayed later. Loaded before any
+# test module is imported, so its settings inherit this profile.
+settings.register_profile("minidqn-check", phases=(Phase.explicit, Phase.generate), database=None)
+settings.load_profile("minidqn-check")
 
 
 class _Reports:
@@ -69,12 +76,6 @@ def _forget_modules() -> None:
 def run_tests(module_source: str, tests: list) -> list:
     """Run `tests` (node ids of test_minidqn.py) with `module_source` as minidqn; return _Reports.results."""
     import pytest
-    from hypothesis import Phase, settings
-
-    # The state machines report their first failing run, unshrunk (shrinking takes long, and its smaller
-    # example is no clearer to a learner), and keep no database: a learner's mistakes are not replayed later
-    settings.register_profile("minidqn-check", phases=(Phase.explicit, Phase.generate), database=None)
-    settings.load_profile("minidqn-check")
 
     with tempfile.TemporaryDirectory(prefix="minidqn-check-") as tmp:
         with open(os.path.join(tmp, "minidqn.py"), "w") as f:
@@ -120,10 +121,7 @@ def check_exercise(copy: str, reference: str, number: int) -> tuple:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dir", nargs="?", default=course.DEFAULT_DIR, help="the folder of your minidqn.py "
-                        "(default: exercises/work)")
-    parser.add_argument("--exercise", type=int, nargs="+", choices=sorted(course.BY_NUMBER), metavar="N",
-                        help="check only these exercises (default: all)")
+    course.add_arguments(parser, "check")
     args = parser.parse_args(argv)
     path = os.path.join(args.dir, "minidqn.py")
     try:

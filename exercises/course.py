@@ -154,6 +154,14 @@ EXERCISES = [
 BY_NUMBER = {e.number: e for e in EXERCISES}
 
 
+def add_arguments(parser, verb: str) -> None:
+    """The two arguments make.py and check.py share: the copy's folder and the exercises to `verb`."""
+    parser.add_argument("dir", nargs="?", default=DEFAULT_DIR, help="the folder of the learner's minidqn.py "
+                        "(default: exercises/work)")
+    parser.add_argument("--exercise", type=int, nargs="+", choices=sorted(BY_NUMBER), metavar="N",
+                        help=f"{verb} only these exercises (default: all)")
+
+
 def _find_function(tree: ast.Module, qualname: str) -> ast.FunctionDef:
     node = tree
     for name in qualname.split("."):

@@ -22,10 +22,7 @@ import course  # noqa: E402
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("dir", nargs="?", default=course.DEFAULT_DIR, help="where to write minidqn.py "
-                        "(default: exercises/work)")
-    parser.add_argument("--exercise", type=int, nargs="+", choices=sorted(course.BY_NUMBER), metavar="N",
-                        help="blank only these exercises (default: all)")
+    course.add_arguments(parser, "blank")
     parser.add_argument("--force", action="store_true", help="overwrite an existing copy (its work is lost)")
     args = parser.parse_args(argv)
     path = os.path.join(args.dir, "minidqn.py")
