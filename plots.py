@@ -260,12 +260,13 @@ def plot_diagnostics(logs: list, path: str) -> None:
 
 
 # What each ingredient buys: the demo's settings, and one ingredient changed at a time (docs/results.md,
-# "What each ingredient buys"). 64 hidden units by default, to keep the whole picture within minutes on 2 cores.
+# "What each ingredient buys"), at the demo's own width unless --n-hidden-units says otherwise.
 ABLATIONS = {
     "the demo's settings": {},
     "no target network (the tutorial's first loop)": dict(target_network_update_interval=1),
     "the tutorial's hard copy every 10 steps": dict(target_network_update_interval=10),
-    "no replay to speak of (a buffer of one batch)": dict(replay_buffer_size=64),
+    "no replay to speak of (a buffer of one batch)": dict(
+        replay_buffer_size=inspect.signature(minidqn.run_dqn).parameters["batch_size"].default),
     "Huber loss instead of MSE": dict(loss_fn="huber"),
     "Double DQN": dict(double_dqn=True),
     "the online weights play (no weight averaging)": dict(weight_averaging_rate=None),
@@ -423,8 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--redraw", action="store_true", help="redraw from the logs in --out, do not train")
     parser.add_argument("--no-gif", dest="gif", action="store_false", help="skip the animated GIF")
     parser.add_argument("--ablation", action="store_true",
-                        help="train the demo and one-ingredient variants of it (64 hidden units unless "
-                        "--n-hidden-units), draw ablation.png")
+                        help="train the demo and one-ingredient variants of it, draw ablation.png")
     run_flags = parser.add_argument_group("run_dqn flags (passed through)")
     for action in minidqn.build_parser()._actions:
         if action.dest not in ("help", "seed", "save_path", "log_path", "verbose"):
@@ -456,7 +456,7 @@ def main(argv=None) -> int:
             if args.redraw:
                 logs_by_variant = load_ablation(args.out)
             else:
-                run_kwargs = {"n_hidden_units": 64, **run_kwargs_from(args)}
+                run_kwargs = run_kwargs_from(args)
                 seeds = list(range(args.first_seed, args.first_seed + args.seeds))
                 logs_by_variant = train_ablation(seeds, run_kwargs, args.out, args.processes)
             path = os.path.join(args.out, "ablation.png")

@@ -1086,7 +1086,7 @@ def test_cli_help_prints_every_description_whole_with_the_env_defaults():
     helps = {action.dest: action.help for action in minidqn.build_parser()._actions}
     for name, text in docs.items():
         assert helps[name].startswith(text.replace("%", "%%")), name
-    assert helps["learning_rate"].endswith("(default: 0.001)")
+    assert helps["learning_rate"].endswith("(default: 0.005)")
     mountain_car = {action.dest: action.help for action in minidqn.build_parser("MountainCar-v0")._actions}
     assert mountain_car["learning_rate"].endswith("(default: 0.004)")
     assert mountain_car["seed"].endswith("(default: 1)")  # not in the row: run_dqn's default
