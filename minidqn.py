@@ -428,7 +428,6 @@ class Adam:
         dtype = next(iter(params.values())).dtype
         self.m = FlatDict(shapes, dtype)  # first-moment estimate, same keys as params
         self.v = FlatDict(shapes, dtype)  # second-moment estimate
-        self.tmp = FlatDict(shapes, dtype)  # room for the temporaries: `step` allocates nothing
 
     def step(self, grads: dict) -> None:
         """Apply one Adam update with `grads` (same keys as `params`)."""
@@ -437,27 +436,16 @@ class Adam:
         t = self.n_steps
         if isinstance(self.params, FlatDict) and isinstance(grads, FlatDict):
             # A QNetwork's parameters and gradients each tile one vector: the whole network in one pass
-            tensors = [(self.params.vector, grads.vector, self.m.vector, self.v.vector, self.tmp.vector)]
+            tensors = [(self.params.vector, grads.vector, self.m.vector, self.v.vector)]
         else:
-            tensors = [(p, grads[k], self.m[k], self.v[k], self.tmp[k]) for k, p in self.params.items()]
-        for p, g, m, v, tmp in tensors:
-            # Algorithm 1, each equation above the lines that compute it in place. The in-place form is the
-            # fast path: a new network-sized temporary for every operation costs more than its arithmetic
-            # (the textbook lines, run as they are, measured side by side: benchmarks/results/forms.md).
-            # m = beta1 * m + (1 - beta1) * g: the biased first moment
-            m *= beta1
-            m += np.multiply(g, 1 - beta1, out=tmp)
-            # v = beta2 * v + (1 - beta2) * g**2: the biased second moment
-            v *= beta2
-            v += np.multiply(np.square(g, out=tmp), 1 - beta2, out=tmp)
-            # m_hat = m / (1 - beta1**t), v_hat = v / (1 - beta2**t): bias-corrected, as the moments start at 0
-            # p = p - lr * m_hat / (sqrt(v_hat) + eps)
-            np.divide(v, 1 - beta2**t, out=tmp)  # v_hat
-            np.sqrt(tmp, out=tmp)
-            tmp += self.eps  # sqrt(v_hat) + eps
-            np.divide(m, tmp, out=tmp)  # m / (sqrt(v_hat) + eps)
-            tmp *= self.lr / (1 - beta1**t)  # lr * m_hat / (sqrt(v_hat) + eps)
-            p -= tmp
+            tensors = [(p, grads[k], self.m[k], self.v[k]) for k, p in self.params.items()]
+        for p, g, m, v in tensors:
+            # Algorithm 1, one line per equation ([:] and -= write into the live arrays)
+            m[:] = beta1 * m + (1 - beta1) * g  # biased first moment
+            v[:] = beta2 * v + (1 - beta2) * g**2  # biased second moment
+            v_hat = v / (1 - beta2**t)  # bias-corrected: the moments start at 0
+            # p = p - lr * m_hat / (sqrt(v_hat) + eps), with m_hat = m / (1 - beta1**t) folded into the step size
+            p -= self.lr / (1 - beta1**t) * (m / (np.sqrt(v_hat) + self.eps))
 
 
 # ---------------------------------------------------------------------------------------------------------
