@@ -1,6 +1,7 @@
 """Where one DQN update's time goes: each part in microseconds, next to the matrix-product floor.
 
-    python benchmarks/update_speed.py                     # the same-work network (64 units) and the demo's (256)
+    python benchmarks/update_speed.py                     # the same-work network (64 units), and 256 units
+    python benchmarks/update_speed.py --demo --name update-speed-demo   # the demo's: run_dqn's defaults
     python benchmarks/update_speed.py --hidden 64 --batch 64
 
 One thread (OMP_NUM_THREADS=1), medians of many repeats. The floor of an update is the time of its matrix
@@ -12,6 +13,7 @@ one env step, the two numbers the same-work floor is made of.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 import timeit
@@ -131,15 +133,23 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 256], help="hidden units (default 64 256)")
     parser.add_argument("--batch", type=int, default=64, help="batch size (default %(default)s)")
+    parser.add_argument("--demo", action="store_true",
+                        help="time the demo's update instead: run_dqn's hidden units, batch size and tau")
     parser.add_argument("--name", default="update-speed", help="results file name (default %(default)s)")
     args = parser.parse_args(argv)
+    if args.demo:
+        defaults = {k: v.default for k, v in inspect.signature(minidqn.run_dqn).parameters.items()}
+        configs = [(defaults["n_hidden_units"], defaults["batch_size"], defaults["tau"])]
+        settings = "the demo's update: run_dqn's hidden units, batch size and soft target update"
+    else:
+        configs = [(hidden, args.batch, 1.0 if hidden == 64 else 0.1) for hidden in args.hidden]
+        settings = "the target update is a copy (tau 1) at 64 units, a soft update (tau 0.1) otherwise"
     command = "python benchmarks/update_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     gflops, n = matmul_peak_gflops()
-    text = results.header("Where one update's time goes", command, "one thread; medians of 15 rounds; the "
-                          "target update is a copy (tau 1) at 64 units, the demo's soft update at 256")
+    text = results.header("Where one update's time goes", command, f"one thread; medians of 15 rounds; {settings}")
     text += f"\nMatrix-product peak of this core: **{gflops:.0f} GFLOPS** (float32, {n}x{n}x{n}).\n"
-    for hidden in args.hidden:
-        text += report(hidden, args.batch, tau=1.0 if hidden == 64 else 0.1) + "\n"
+    for hidden, batch, tau in configs:
+        text += report(hidden, batch, tau) + "\n"
     print(text)
     print(f"wrote {results.write(args.name, text)}")
     return 0
