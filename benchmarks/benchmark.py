@@ -3,7 +3,7 @@
 Reliability: N seeds in parallel (one process per core), each judged on the mean return of its FINAL weights
 over 100 greedy episodes (no best checkpoint), with the Wilson 95% interval of the success rate:
 
-    python benchmarks/benchmark.py --seeds 64 --first-seed 5000     # the demo configuration
+    python benchmarks/benchmark.py --seeds 64 --first-seed 11000    # the demo configuration
     python benchmarks/benchmark.py --env-id Acrobot-v1               # any run_dqn flag passes through
 
 Speed at the same work as ../shared/anchors (CartPole-v1, 20k env steps, learning from step 1000, one
