@@ -760,16 +760,16 @@ def run_dqn(
     # the tutorial's 2, on a batch four times as large, so more samples per env step in fewer NumPy calls
     update_interval: int = 4,
     gradient_steps: int = 1,  # gradient steps in a row at each of those updates (tutorial: 1; SB3 calls it so too)
-    # Fewer, larger-batch steps take larger ones: with the tutorial's 1e-3 at this rhythm most seeds learned
-    # too slowly to finish (benchmarks/results/tune17-*.md)
+    # Fewer, larger-batch steps take larger ones: with the tutorial's 1e-3 at this rhythm, about half the
+    # tuning seeds had not learned by the end of the run (benchmarks/results/tune17-*.md)
     learning_rate: float = 5e-3,
     final_learning_rate: Optional[float] = None,  # constant: a decay did not help once the weights are averaged
     # Four times the tutorial's 64: a narrow network learns more reliably from more samples per gradient step
     batch_size: int = 256,
     gamma: float = 0.99,  # tutorial; higher values let Q diverge far past 1 / (1 - gamma)
     n_steps: int = 1,  # one-step TD targets (tutorial); uncorrected 3-step returns failed most CartPole seeds
-    # The tutorial's 64: far less arithmetic per sample than RL Zoo's 256, and as reliable once the batch and
-    # the step size above are larger (benchmarks/results/tune17-*.md)
+    # The tutorial's 64: far less arithmetic per sample than RL Zoo's 256, and reliable once the batch and the
+    # step size above are larger (benchmarks/results/tune17-*.md)
     n_hidden_units: int = 64,
     # Bounded observation dimensions onto [-1, 1] (LeCun et al. 1998); Dopamine rescales CartPole the same way
     scale_observations: bool = True,
