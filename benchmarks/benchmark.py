@@ -22,7 +22,6 @@ Results go to benchmarks/results/<name>.md (the date, machine, commit, settings 
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import re
 import subprocess
@@ -166,9 +165,7 @@ def speed(repeats: int, torch_python: str | None, command: str, baseline: str | 
 
 
 def demo(repeats: int, command: str, baseline: str | None) -> str:
-    import minidqn
-
-    defaults = {k: v.default for k, v in inspect.signature(minidqn.run_dqn).parameters.items()}
+    defaults = update_speed.run_dqn_defaults()
     n_updates = (defaults["n_timesteps"] - defaults["learning_starts"]) // defaults["update_interval"]
     hidden, batch = defaults["n_hidden_units"], defaults["batch_size"]
     matmul_us, flops = update_speed.matmul_floor_us(update_speed.update_matmuls(batch, 4, hidden, 2))

@@ -82,6 +82,11 @@ def matmul_floor_us(shapes: list) -> tuple:
     return total, flops
 
 
+def run_dqn_defaults() -> dict:
+    """run_dqn's keyword defaults: the demo's configuration."""
+    return {k: v.default for k, v in inspect.signature(minidqn.run_dqn).parameters.items()}
+
+
 def profile_update(hidden: int, batch: int, tau: float) -> dict:
     """Time the parts of one update on CartPole with a buffer of random transitions."""
     env = gym.make("CartPole-v1")
@@ -138,7 +143,7 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="update-speed", help="results file name (default %(default)s)")
     args = parser.parse_args(argv)
     if args.demo:
-        defaults = {k: v.default for k, v in inspect.signature(minidqn.run_dqn).parameters.items()}
+        defaults = run_dqn_defaults()
         configs = [(defaults["n_hidden_units"], defaults["batch_size"], defaults["tau"])]
         settings = "the demo's update: run_dqn's hidden units, batch size and soft target update"
     else:
