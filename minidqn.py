@@ -231,6 +231,7 @@ def tanh_grad(h: np.ndarray) -> np.ndarray:
 
 # name -> (activation, its derivative written from the activation's output, which backward has at hand)
 ACTIVATIONS = {"relu": (relu, relu_grad), "tanh": (np.tanh, tanh_grad)}
+UNBOUNDED = 1e30  # an observation bound this large (or infinite) means none: that dimension is not scaled
 PARAMETER_NAMES = ("W1", "b1", "W2", "b2", "W3", "b3")
 
 
@@ -310,7 +311,8 @@ class QNetwork:
         # and cart position, whose bounds differ tenfold, both end up spanning [-1, 1]
         self.scale_observations = bool(scale_observations)
         low, high = observation_space.low.astype(np.float64), observation_space.high.astype(np.float64)
-        bounded = np.isfinite(low) & np.isfinite(high) & (high > low)
+        # Many envs write "unbounded" as float32's largest value: scaling by it would erase the input
+        bounded = (np.abs(low) < UNBOUNDED) & (np.abs(high) < UNBOUNDED) & (high > low)
         low, high = np.where(bounded, low, -1.0), np.where(bounded, high, 1.0)  # unbounded: left as they are
         self.obs_center = ((high + low) / 2).astype(self.dtype)  # (obs_dim,)
         self.obs_half_width = ((high - low) / 2).astype(self.dtype)  # (obs_dim,)
@@ -840,6 +842,10 @@ def run_dqn(
     env = gym.wrappers.RecordEpisodeStatistics(make_env(env_id))  # adds info["episode"] at episode ends
     eval_env = make_env(env_id, render_mode=eval_render_mode)
     eval_env.reset(seed=seed + 1)  # seeded once; evaluate_policy's resets then continue its own RNG
+    # The evaluations' own generator (used only when eval_exploration_rate > 0): how often they run changes
+    # nothing in training
+    eval_rng = np.random.default_rng([seed, 1])
+    check_memory(config, env.observation_space, env.action_space)  # before the buffer and networks exist
 
     q_net = QNetwork(env.observation_space, env.action_space, n_hidden_units, rng=rng,
                      scale_observations=scale_observations)
@@ -861,37 +867,40 @@ def run_dqn(
                                           n_steps=n_steps, gamma=gamma)
     bootstrap_discount = gamma**n_steps  # the TD target bootstraps n env steps ahead
     exploration_steps = max(1, int(exploration_fraction * n_timesteps))
+    first_update_after = max(learning_starts, n_steps - 1)  # an n-step transition exists after n env steps
 
     log = TrainingLog(keep_mean_q=log_path is not None, verbose=verbose)
     obs, _ = env.reset(seed=seed)  # the only seeded reset of the training env
     current_step = 0
     try:
-        for current_step in range(1, n_timesteps + 1):
-            exploration_rate = linear_schedule(
-                exploration_initial_eps, exploration_final_eps, current_step, exploration_steps
-            )
-            obs = collect_one_step(env, q_net, replay_buffer, obs, exploration_rate, int(verbose >= 2), rng)
-            log.episode_end(env, current_step, exploration_rate)
+        # A diverging loss stops the run below with one clear line, not NumPy's overflow warnings first
+        with np.errstate(over="ignore", invalid="ignore"):
+            for current_step in range(1, n_timesteps + 1):
+                exploration_rate = linear_schedule(
+                    exploration_initial_eps, exploration_final_eps, current_step, exploration_steps
+                )
+                obs = collect_one_step(env, q_net, replay_buffer, obs, exploration_rate, int(verbose >= 2), rng)
+                log.episode_end(env, current_step, exploration_rate)
 
-            if target_network_update_interval is not None and current_step % target_network_update_interval == 0:
-                q_target_net.load_state_dict(q_net.state_dict())  # hard update: copy the online weights
+                if target_network_update_interval is not None and current_step % target_network_update_interval == 0:
+                    q_target_net.load_state_dict(q_net.state_dict())  # hard update: copy the online weights
 
-            if current_step % update_interval == 0 and current_step > learning_starts:
-                if final_learning_rate is not None:
-                    optimizer.lr = linear_schedule(learning_rate, final_learning_rate, current_step, n_timesteps)
-                for _ in range(gradient_steps):
-                    loss = dqn_update(q_net, q_target_net, optimizer, replay_buffer, batch_size, bootstrap_discount,
-                                      loss_fn, max_grad_norm, double_dqn, log.update_info)
-                    if target_network_update_interval is None:
-                        q_target_net.polyak_update(q_net, tau)  # soft update: target += tau * (online - target)
-                    if policy_net is not q_net:
-                        policy_net.polyak_update(q_net, weight_averaging_rate)  # avg += rate * (online - avg)
-                    log.update(current_step, loss)
+                if current_step % update_interval == 0 and current_step > first_update_after:
+                    if final_learning_rate is not None:
+                        optimizer.lr = linear_schedule(learning_rate, final_learning_rate, current_step, n_timesteps)
+                    for _ in range(gradient_steps):
+                        loss = dqn_update(q_net, q_target_net, optimizer, replay_buffer, batch_size, bootstrap_discount,
+                                          loss_fn, max_grad_norm, double_dqn, log.update_info)
+                        if target_network_update_interval is None:
+                            q_target_net.polyak_update(q_net, tau)  # soft update: target += tau * (online - target)
+                        if policy_net is not q_net:
+                            policy_net.polyak_update(q_net, weight_averaging_rate)  # avg += rate * (online - avg)
+                        log.update(current_step, loss)
 
-            if evaluation_interval > 0 and current_step % evaluation_interval == 0:
-                mean, std = evaluate_policy(eval_env, policy_net, n_eval_episodes, eval_exploration_rate, rng,
-                                            verbose=0)
-                log.evaluation(current_step, exploration_rate, mean, std)
+                if evaluation_interval > 0 and current_step % evaluation_interval == 0:
+                    mean, std = evaluate_policy(eval_env, policy_net, n_eval_episodes, eval_exploration_rate,
+                                                eval_rng, verbose=0)
+                    log.evaluation(current_step, exploration_rate, mean, std)
     except KeyboardInterrupt:  # Ctrl-C keeps what was learned
         log.finish("Interrupted", current_step, policy_net, save_path, log_path, config)
         raise
@@ -945,29 +954,57 @@ def run_dqn_no_target(
 # =========================================================================================================
 
 
+class ArgumentError(ValueError):
+    """A keyword outside its range. The message names the keyword; the command line names the flag instead.
+
+    :param name: The keyword, as `run_dqn` (or a constructor) spells it
+    :param text: What is wrong, with "{name}" where the name goes
+    """
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name, self.text = name, text
+        super().__init__(text.replace("{name}", name))
+
+    def naming(self, other: str) -> str:
+        """The same message, naming `other` (a flag such as --n-timesteps) instead of the keyword."""
+        return self.text.replace("{name}", other)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def check_range(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    if not is_number(value) or not low <= value <= high:  # NaN fails the comparison too
+        raise ArgumentError(name, f"{{name}} must be in [{low}, {high}], got {value!r}")
 
 
 def check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
+    if not is_number(value) or not 0 < value < math.inf:
+        raise ArgumentError(name, f"{{name}} must be > 0 and finite, got {value!r}")
 
 
-def check_positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+def check_positive_int(name: str, value: int, minimum: int = 1) -> None:
+    if not is_number(value) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ArgumentError(name, f"{{name}} must be an integer >= {minimum}, got {value!r}")
 
 
-def check_choice(name: str, value: str, choices) -> None:
+def check_choice(name: str, value, choices) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+        raise ArgumentError(name, f"{{name}} must be one of {sorted(choices, key=repr)}, got {value!r}")
+
+
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentError(name, f"{{name}} must be True or False, got {value!r}")
 
 
 def check_spaces(observation_space: spaces.Space, action_space: spaces.Space, what: str) -> None:
     if not isinstance(action_space, spaces.Discrete):
         raise ValueError(f"{what} needs a Discrete action space (DQN picks one of n actions), got {action_space}")
+    if action_space.start != 0:  # the network's output k is action k: a shifted space would get wrong actions
+        raise ValueError(f"{what} needs a Discrete action space whose actions are 0..n-1, got {action_space}: "
+                         f"wrap the env (gymnasium.ActionWrapper) to shift its actions by {int(action_space.start)}")
     if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(f"{what} needs a 1-D Box observation space, got {observation_space}")
 
@@ -980,28 +1017,91 @@ def check_state_dict(state: dict, params: dict) -> None:
             raise ValueError(f"parameter {k} has shape {np.shape(state[k])}, this network needs {v.shape}")
 
 
+def check_output_path(name: str, path) -> None:
+    """A file that run_dqn writes at the end (save_path, log_path): checked by writing a probe there now,
+    so that a path that cannot work fails before training, not after it."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).strip():
+        raise ArgumentError(name, f"{{name}} must be a file path such as model.npz, got {path!r}")
+    if os.path.isdir(path):
+        raise ArgumentError(name, f"{{name}} {os.fspath(path)!r} is a folder: give a file path, such as "
+                                  f"{os.path.join(os.fspath(path), 'model.npz')!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        with tempfile.TemporaryFile(dir=folder):  # permissions alone do not say it (root ignores them)
+            pass
+    except OSError as e:
+        why = f"is not writable ({e.strerror})" if os.path.isdir(folder) else "does not exist"
+        raise ArgumentError(name, f"{{name}}: cannot write {os.fspath(path)}: its folder {folder} {why}") from e
+
+
+def physical_memory() -> Optional[int]:
+    """This machine's memory in bytes, where the OS says (None elsewhere: no check then)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def check_memory(config: dict, observation_space: spaces.Box, action_space: spaces.Discrete) -> None:
+    """Refuse, before allocating anything, a replay buffer or networks larger than this machine's memory."""
+    total = physical_memory()
+    obs_bytes = observation_space.shape[0] * observation_space.dtype.itemsize
+    transition = 2 * obs_bytes + action_space.dtype.itemsize + 4 + 1  # obs, next obs, action, reward, terminated
+    d, h, n = observation_space.shape[0], config["n_hidden_units"], int(action_space.n)
+    n_params = d * h + h + h * h + h + h * n + n
+    # the online, target and averaged networks with their gradients, and Adam's two moments: 8 float32 copies
+    needs = {"replay_buffer_size": config["replay_buffer_size"] * transition, "n_hidden_units": 8 * 4 * n_params}
+    if total is not None and sum(needs.values()) > total:
+        name = max(needs, key=needs.get)
+        raise ArgumentError(name, f"{{name}}={config[name]} asks for {format_bytes(needs[name])} of memory, more "
+                                  f"than this machine has ({format_bytes(total)})")
+
+
 def check_run_dqn_arguments(config: dict) -> None:
     """run_dqn's keywords, checked once before training, so a mistake fails at once with its name."""
+    if not isinstance(config["env_id"], str):
+        raise ArgumentError("env_id", f"{{name}} must be a gymnasium env id such as 'CartPole-v1', "
+                                      f"got {config['env_id']!r}")
     for name in ("replay_buffer_size", "n_timesteps", "update_interval", "gradient_steps", "batch_size", "n_steps",
                  "n_hidden_units", "n_eval_episodes"):
         check_positive_int(name, config[name])
+    for name in ("learning_starts", "evaluation_interval", "seed"):
+        check_positive_int(name, config[name], minimum=0)
+    for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction", "gamma",
+                 "eval_exploration_rate"):
+        check_range(name, config[name], 0.0, 1.0)
+    check_positive("learning_rate", config["learning_rate"])
+    for name in ("scale_observations", "double_dqn"):
+        check_bool(name, config[name])
+    check_choice("loss_fn", config["loss_fn"], LOSSES)
+    check_choice("eval_render_mode", config["eval_render_mode"], (None, "human", "rgb_array"))
+    check_choice("verbose", config["verbose"], (0, 1, 2))
+    # (0, 1]: tau 0 would never move the target; 0 averaging would keep the initial weights playing
+    for name in ("tau", "weight_averaging_rate"):
+        if config[name] is not None and (not is_number(config[name]) or not 0 < config[name] <= 1):
+            raise ArgumentError(name, f"{{name}} must be in (0, 1]{' or None' * (name != 'tau')}, "
+                                      f"got {config[name]!r}")
+    # None turns these off; a value must be one that works
     if config["target_network_update_interval"] is not None:
         check_positive_int("target_network_update_interval", config["target_network_update_interval"])
-    for name in ("exploration_initial_eps", "exploration_final_eps", "exploration_fraction", "gamma",
-                 "eval_exploration_rate", "tau"):
-        check_range(name, config[name], 0.0, 1.0)
-    rate = config["weight_averaging_rate"]
-    if rate is not None and not 0 < rate <= 1:
-        raise ValueError(f"weight_averaging_rate must be in (0, 1] or None, got {rate}")
-    if config["learning_starts"] < 0 or config["evaluation_interval"] < 0:
-        raise ValueError("learning_starts and evaluation_interval must be >= 0")
-    check_positive("learning_rate", config["learning_rate"])
     if config["final_learning_rate"] is not None:
         check_positive("final_learning_rate", config["final_learning_rate"])
-    check_choice("loss_fn", config["loss_fn"], LOSSES)
-    for path in (config["save_path"], config["log_path"]):  # fail now, not after training
-        if path is not None and not os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
-            raise ValueError(f"cannot write {path}: its folder does not exist or is not writable")
+    if config["max_grad_norm"] is not None:  # 0 would zero every gradient, a negative norm flip them
+        check_positive("max_grad_norm", config["max_grad_norm"])
+    paths = [config[name] for name in ("save_path", "log_path") if config[name] is not None]
+    for name in ("save_path", "log_path"):  # fail now, not after training
+        if config[name] is not None:
+            check_output_path(name, config[name])
+    if len(paths) == 2 and os.path.abspath(paths[0]) == os.path.abspath(paths[1]):
+        raise ArgumentError("log_path", f"{{name}} and save_path are the same file, {paths[0]!r}: the log "
+                                        "would overwrite the network")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1028,6 +1128,25 @@ def atomic_write(path: str):
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
         raise
+
+
+def write_or_rescue(path: str, write) -> tuple:
+    """Call write(path); if the OS refuses, write the same thing beside `path` under another name, or else in the
+    temporary folder. Returns (the path written, or `path` if none; the error, or None)."""
+    try:
+        write(path)
+        return path, None
+    except OSError as e:
+        error = e.strerror or str(e)
+    stem, ext = os.path.splitext(os.path.basename(path))
+    name = f"{stem or 'minidqn'}.rescued-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{ext or '.npz'}"
+    for folder in (os.path.dirname(os.path.abspath(path)), tempfile.gettempdir()):
+        try:
+            write(os.path.join(folder, name))
+            return os.path.join(folder, name), error
+        except OSError:
+            continue
+    return path, error
 
 
 def atomic_savez(path: str, arrays: dict) -> None:
@@ -1057,8 +1176,10 @@ def load_checkpoint(cls: type, path: str) -> QNetwork:
             arrays = {k: data[k] for k in data.files}
     except FileNotFoundError:
         raise
-    except Exception as e:  # a pickle, a truncated zip, random bytes...
-        raise ValueError(f"{path} is not a minidqn checkpoint (.npz of plain arrays): {e}") from e
+    except Exception as e:  # a pickle, a truncated zip, random bytes... (NumPy's message would suggest
+        # allow_pickle=True, which runs whatever code the file holds: never for a checkpoint)
+        raise ValueError(f"{path} is not a minidqn checkpoint: NumPy cannot read it as an .npz of plain arrays "
+                         f"({type(e).__name__})") from e
     if "minidqn_meta" not in arrays or not set(PARAMETER_NAMES) <= set(arrays):
         raise ValueError(f"{path} is not a minidqn checkpoint: it holds {sorted(arrays)}")
     try:
@@ -1216,21 +1337,35 @@ class TrainingLog:
         r["eval_means"].append(mean)
         r["eval_stds"].append(std)
         if self.verbose >= 1:
-            recent_loss = np.mean(r["losses"][-100:]) if r["losses"] else float("nan")
-            print(f"step {step:>7} | eps {exploration_rate:.3f} | loss {recent_loss:8.4f} | "
+            loss = f"loss {np.mean(r['losses'][-100:]):8.4f}" if r["losses"] else "no gradient step yet"
+            print(f"step {step:>7} | eps {exploration_rate:.3f} | {loss} | "
                   f"Mean episode reward: {mean:.2f} +/- {std:.2f} | {time.perf_counter() - self.start_time:.1f} s")
 
     def finish(self, reason: str, step: int, policy_net: QNetwork, save_path: Optional[str],
                log_path: Optional[str], config: dict) -> None:
-        """At the end of training, or when interrupted: save the network and the log, and say so."""
-        if save_path is not None:
-            policy_net.save(save_path)
-        if log_path is not None:
-            arrays = {k: np.asarray(v) for k, v in self.records.items()}
-            atomic_savez(log_path, {**arrays, "config": np.array(json.dumps(config))})
+        """At the end of training, or when interrupted: save the network and the log, and say where they went.
+
+        A write that fails here (a full disk, say) still loses nothing: the file goes beside the path asked for,
+        or into the temporary folder, and the OSError raised afterwards names both paths.
+        """
+        arrays = {k: np.asarray(v) for k, v in self.records.items()}
+        config_record = np.array(json.dumps(config))
+        writes = [("network", save_path, policy_net.save),
+                  ("log", log_path, lambda path: atomic_savez(path, {**arrays, "config": config_record}))]
+        written, failures = [], []
+        for what, path, write in writes:
+            if path is None:
+                continue
+            where, error = write_or_rescue(path, write)
+            written.append(f"{what} saved to {where}")
+            if error:
+                failures.append(f"could not write the {what} to {path} ({error}); " + (
+                    f"it is in {where} instead" if where != path else "and nowhere else could take it"))
         if self.verbose >= 1:
-            saved = f"; network saved to {save_path}" if save_path is not None else ""
+            saved = "".join(f"; {w}" for w in written)
             print(f"{reason} after {step} steps in {time.perf_counter() - self.start_time:.1f} s{saved}")
+        if failures:
+            raise OSError("; ".join(failures))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1263,6 +1398,17 @@ def _or_none(kind: type):
     return parse
 
 
+ENV_ID_HELP = ("Gymnasium env id (Box observations, Discrete actions). --env-id X runs X's row of PRESETS (its tuned "
+               "settings), which any other flag overrides; an env without a row runs the CartPole-v1 demo's defaults")
+
+
+def flag_as_typed(name: str, argv: list) -> str:
+    """The command-line flag of run_dqn's keyword `name`, spelled as the user typed it (--save or --save-path)."""
+    flags = ["--" + name.replace("_", "-")] + (["--save"] if name == "save_path" else [])
+    typed = [f for f in flags if any(a == f or a.startswith(f + "=") for a in argv)]
+    return (typed or flags)[0]
+
+
 def build_parser(env_id: str = "CartPole-v1") -> argparse.ArgumentParser:
     """The command line of run_dqn; the help shows the defaults that will run for `env_id` (its PRESETS row)."""
     row = PRESETS.get(env_id, {})
@@ -1282,7 +1428,8 @@ def build_parser(env_id: str = "CartPole-v1") -> argparse.ArgumentParser:
     # Flags left out stay out of the parsed namespace (argparse.SUPPRESS); main() fills them from the preset
     for name, param in inspect.signature(run_dqn).parameters.items():
         flags = ["--" + name.replace("_", "-")] + (["--save"] if name == "save_path" else [])
-        help_text = f"{docs[name]} (default: {row.get(name, param.default)})".replace("%", "%%")
+        text = ENV_ID_HELP if name == "env_id" else docs[name]  # the docstring speaks of run_dqn's own defaults
+        help_text = f"{text} (default: {row.get(name, param.default)})".replace("%", "%%")
         kind = types[name]
         if kind is bool:
             parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, help=help_text,
@@ -1306,8 +1453,14 @@ def main(argv: Optional[list] = None) -> int:
         print(f"note: no preset for {env_id}: running on the CartPole-v1 demo's defaults, untuned")
     try:
         run_dqn(**{**PRESETS.get(env_id, {}), **vars(args)})
+    except ArgumentError as e:  # a keyword out of range: named as its flag
+        print(f"error: {e.naming(flag_as_typed(e.name, argv))}", file=sys.stderr)
+        return 2
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except MemoryError as e:  # what check_memory could not foresee
+        print(f"error: out of memory: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # run_dqn has already saved what it learned (with --save)
         print("Interrupted by the user.", file=sys.stderr)
