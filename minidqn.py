@@ -1248,6 +1248,11 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
         raise ValueError(f"{env_id} has observation space {env.observation_space}; minidqn needs a Box")
     if len(env.observation_space.shape) != 1:
         env = gym.wrappers.FlattenObservation(env)  # an image-like Box becomes one long vector
+    try:
+        check_spaces(env.observation_space, env.action_space, env_id)
+    except ValueError:
+        env.close()
+        raise
     return env
 
 

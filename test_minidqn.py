@@ -71,6 +71,16 @@ gym.register("MinidqnTest/Overflow-v0", entry_point=lambda: ChainEnv(reward=1e30
 gym.register("MinidqnTest/Chain-v0", entry_point=lambda: ChainEnv(terminal_at=3), max_episode_steps=10)
 
 
+def shifted_chain():
+    """A chain whose actions are numbered from 1 (Discrete(2, start=1)), as some third-party envs do."""
+    env = ChainEnv()
+    env.action_space = spaces.Discrete(2, start=1)
+    return env
+
+
+gym.register("MinidqnTest/Shifted-v0", entry_point=shifted_chain, max_episode_steps=10)
+
+
 @pytest.fixture
 def cartpole():
     env = gym.make("CartPole-v1")
@@ -737,35 +747,154 @@ def test_bad_input_gets_clear_errors(cartpole):
         linear_schedule(1.0, 0.0, 1, -5)
 
 
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"env_id": "Pendulum-v1"}, "DQN needs a Discrete one"),
-        ({"env_id": "NoSuchEnv-v0"}, "unknown env id 'NoSuchEnv-v0'"),
-        ({"gamma": -0.5}, r"gamma must be in \[0.0, 1.0\]"),
-        ({"gamma": 1.5}, r"gamma must be in \[0.0, 1.0\]"),
-        ({"exploration_final_eps": 1.5}, r"exploration_final_eps must be in \[0.0, 1.0\]"),
-        ({"eval_exploration_rate": -0.1}, r"eval_exploration_rate must be in \[0.0, 1.0\]"),
-        ({"learning_rate": 0.0}, "learning_rate must be > 0"),
-        ({"weight_averaging_rate": 2.0}, r"weight_averaging_rate must be in \(0, 1\]"),
-        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-        ({"n_hidden_units": 0}, "n_hidden_units must be an integer >= 1"),
-        ({"replay_buffer_size": 0}, "replay_buffer_size must be an integer >= 1"),
-        ({"loss_fn": "l1"}, "loss_fn must be one of"),
-        ({"save_path": "/no/such/folder/q.npz"}, "cannot write /no/such/folder/q.npz"),
-        ({"log_path": "/no/such/folder/log.npz"}, "cannot write /no/such/folder/log.npz"),
-    ],
-)
-def test_run_dqn_rejects_bad_arguments(kwargs, message):
+# Every keyword of run_dqn, out of its range: each is refused before training, with its name
+BAD_ARGUMENTS = [
+    ({"env_id": "Pendulum-v1"}, "DQN needs a Discrete one"),
+    ({"env_id": "NoSuchEnv-v0"}, "unknown env id 'NoSuchEnv-v0'"),
+    ({"env_id": "MinidqnTest/Shifted-v0"}, r"actions are 0..n-1, got Discrete\(2, start=1\)"),
+    ({"env_id": 7}, "env_id must be a gymnasium env id"),
+    ({"replay_buffer_size": 0}, "replay_buffer_size must be an integer >= 1"),
+    ({"replay_buffer_size": 10**14}, r"replay_buffer_size=100000000000000 asks for .* TiB of memory, more than"),
+    ({"target_network_update_interval": 0}, "target_network_update_interval must be an integer >= 1"),
+    ({"learning_starts": -1}, "^learning_starts must be an integer >= 0, got -1$"),
+    ({"exploration_initial_eps": 1.5}, r"exploration_initial_eps must be in \[0.0, 1.0\]"),
+    ({"exploration_final_eps": 1.5}, r"exploration_final_eps must be in \[0.0, 1.0\]"),
+    ({"exploration_fraction": -0.1}, r"exploration_fraction must be in \[0.0, 1.0\]"),
+    ({"n_timesteps": 0}, "n_timesteps must be an integer >= 1"),
+    ({"update_interval": 0}, "update_interval must be an integer >= 1"),
+    ({"gradient_steps": 2.5}, "gradient_steps must be an integer >= 1"),
+    ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+    ({"learning_rate": float("inf")}, "learning_rate must be > 0 and finite"),
+    ({"final_learning_rate": -1e-3}, "final_learning_rate must be > 0"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"gamma": -0.5}, r"gamma must be in \[0.0, 1.0\]"),
+    ({"gamma": 1.5}, r"gamma must be in \[0.0, 1.0\]"),
+    ({"gamma": float("nan")}, r"gamma must be in \[0.0, 1.0\]"),
+    ({"n_steps": 0}, "n_steps must be an integer >= 1"),
+    ({"n_hidden_units": 0}, "n_hidden_units must be an integer >= 1"),
+    ({"n_hidden_units": 10**8}, r"n_hidden_units=100000000 asks for .* TiB of memory, more than this machine has"),
+    ({"scale_observations": "yes"}, "scale_observations must be True or False"),
+    ({"n_eval_episodes": 0}, "n_eval_episodes must be an integer >= 1"),
+    ({"evaluation_interval": -1}, "^evaluation_interval must be an integer >= 0, got -1$"),
+    ({"eval_exploration_rate": -0.1}, r"eval_exploration_rate must be in \[0.0, 1.0\]"),
+    ({"seed": -1}, "^seed must be an integer >= 0, got -1$"),
+    ({"loss_fn": "l1"}, "loss_fn must be one of"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm must be > 0"),  # would flip every gradient
+    ({"max_grad_norm": 0.0}, "max_grad_norm must be > 0"),  # would zero every gradient
+    ({"double_dqn": "no"}, "double_dqn must be True or False"),
+    ({"tau": 0.0}, r"tau must be in \(0, 1\], got 0.0"),  # the target would never move
+    ({"weight_averaging_rate": 2.0}, r"weight_averaging_rate must be in \(0, 1\] or None"),
+    ({"weight_averaging_rate": 0.0}, r"weight_averaging_rate must be in \(0, 1\] or None"),
+    ({"eval_render_mode": "window"}, "eval_render_mode must be one of"),
+    ({"save_path": "/no/such/folder/q.npz"}, "save_path: cannot write /no/such/folder/q.npz: its folder "
+                                             "/no/such/folder does not exist"),
+    ({"save_path": ""}, "save_path must be a file path such as model.npz, got ''"),
+    ({"save_path": "."}, r"save_path '.' is a folder: give a file path, such as '\./model.npz'"),
+    ({"log_path": "/no/such/folder/log.npz"}, "log_path: cannot write /no/such/folder/log.npz"),
+    ({"log_path": "same.npz", "save_path": "same.npz"}, "log_path and save_path are the same file"),
+    ({"verbose": 7}, r"verbose must be one of \[0, 1, 2\], got 7"),
+]
+
+
+def test_every_keyword_of_run_dqn_has_a_checked_range():
+    assert {name for kwargs, _ in BAD_ARGUMENTS for name in kwargs} == set(inspect.signature(run_dqn).parameters)
+
+
+@pytest.mark.parametrize("kwargs, message", BAD_ARGUMENTS)
+def test_run_dqn_rejects_bad_arguments(kwargs, message, monkeypatch):
+    def no_step(self, action):
+        raise AssertionError("a bad keyword must be refused before the first env step")
+
+    monkeypatch.setattr(gym.wrappers.RecordEpisodeStatistics, "step", no_step)
     with pytest.raises(ValueError, match=message):
-        run_dqn(n_timesteps=10, verbose=0, **kwargs)
+        run_dqn(**{"n_timesteps": 10, "verbose": 0, **kwargs})
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_memory_is_checked_before_allocating(monkeypatch):
+    monkeypatch.setattr(minidqn, "physical_memory", lambda: 2**30)  # a 1 GiB machine
+    with pytest.raises(ValueError, match=r"replay_buffer_size=30000000 asks for 1.3 GiB of memory, more than this "
+                                         r"machine has \(1.0 GiB\)"):
+        run_dqn(replay_buffer_size=30_000_000, n_timesteps=10, verbose=0)  # CartPole: 45 bytes a transition
+    run_dqn(replay_buffer_size=20_000_000, n_timesteps=10, verbose=0)  # 0.8 GiB: allowed (allocated lazily)
+
+
+def test_a_failed_save_at_the_end_loses_nothing(tmp_path, monkeypatch, capsys):
+    # a disk that refuses the two files asked for (but not another name beside them): the run still ends with
+    # the network and the log on disk, and the error names both paths
+    asked = {str(tmp_path / "q.npz"), str(tmp_path / "log.npz")}
+    real_write = minidqn.atomic_savez
+
+    def full_disk(path, arrays):
+        if path in asked:
+            raise OSError(27, "File too large")
+        real_write(path, arrays)
+
+    monkeypatch.setattr(minidqn, "atomic_savez", full_disk)
+    with pytest.raises(OSError, match=r"could not write the network to .*q\.npz \(File too large\); it is in "
+                                      r".*q\.rescued-.*\.npz instead; could not write the log to .*log\.npz"):
+        run_dqn(save_path=str(tmp_path / "q.npz"), log_path=str(tmp_path / "log.npz"), seed=3,
+                **{**SMALL, "verbose": 1})
+    assert "network saved to " + str(tmp_path / "q.rescued-") in capsys.readouterr().out
+    (rescued,) = tmp_path.glob("q.rescued-*.npz")
+    expected = run_dqn(seed=3, **SMALL)
+    for k, v in QNetwork.load(str(rescued)).parameters().items():
+        np.testing.assert_array_equal(v, expected.parameters()[k])
+    assert len(list(tmp_path.glob("log.rescued-*.npz"))) == 1
+
+
+def test_loading_a_file_that_is_not_a_checkpoint_gives_no_pickle_advice(tmp_path):
+    path = tmp_path / "notes.npz"
+    path.write_text("just some text")
+    with pytest.raises(ValueError, match="is not a minidqn checkpoint") as error:
+        QNetwork.load(str(path))
+    assert "allow_pickle" not in str(error.value) and "trust" not in str(error.value)
+
+
+def test_float32_max_bounds_count_as_unbounded():
+    # many envs write "unbounded" as float32's largest value: scaling by it would make every input ~1e-38
+    big = np.finfo(np.float32).max
+    box = spaces.Box(np.array([-big, -1.0], np.float32), np.array([big, 3.0], np.float32), dtype=np.float32)
+    q_net = QNetwork(box, spaces.Discrete(2), n_hidden_units=8, rng=np.random.default_rng(0), scale_observations=True)
+    np.testing.assert_array_equal(q_net.obs_half_width, [1.0, 2.0])  # the first passes as it is
+    np.testing.assert_array_equal(q_net.obs_center, [0.0, 1.0])
+    assert not np.allclose(q_net(np.array([1.0, -3.0])), q_net(np.array([100.0, -3.0])))
+
+
+def test_a_shifted_discrete_space_is_refused():
+    box = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+    for make in (QNetwork, lambda o, a: ReplayBuffer(10, o, a)):
+        with pytest.raises(ValueError, match=r"whose actions are 0..n-1, got Discrete\(3, start=-1\)"):
+            make(box, spaces.Discrete(3, start=-1))
+
+
+def test_evaluations_draw_from_their_own_generator():
+    # with an exploring evaluation, how often the evaluations run must not change training
+    runs = [run_dqn(seed=2, eval_exploration_rate=0.5, n_eval_episodes=n, **{**SMALL, "evaluation_interval": every})
+            for every, n in ((500, 2), (1000, 3))]
+    for k, v in runs[0].parameters().items():
+        np.testing.assert_array_equal(v, runs[1].parameters()[k])
+
+
+def test_n_step_returns_wait_for_the_first_transition():
+    # n_steps=3 with no warm-up: the first n-step transition exists after 3 env steps, the first update then
+    run_dqn(n_steps=3, learning_starts=0, update_interval=1, n_timesteps=30, batch_size=4, evaluation_interval=0,
+            verbose=0)
+
+
+def test_the_progress_line_before_learning_says_so(capsys):
+    run_dqn(n_timesteps=400, learning_starts=300, evaluation_interval=200, n_eval_episodes=1, verbose=1)
+    first, second = capsys.readouterr().out.splitlines()[:2]
+    assert "no gradient step yet" in first and "nan" not in first
+    assert "loss " in second and "no gradient step yet" not in second
+
+
+@pytest.mark.filterwarnings("error")  # and no NumPy overflow warning before it
 def test_non_finite_loss_stops_with_the_step():
     # rewards of 1e30 overflow float32 once squared: the first update (step 12) must refuse to go on
     with pytest.raises(ValueError, match=r"step 12: the TD loss is inf"):
         run_dqn(env_id="MinidqnTest/Overflow-v0", n_timesteps=100, learning_starts=10, verbose=0)
+    with pytest.raises(ValueError, match=r"the TD loss is (inf|nan)"):  # a step size that blows up the weights
+        run_dqn(learning_rate=1e9, **SMALL)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -903,6 +1032,25 @@ def test_cli_help_and_unknown_flags():
     result = run_cli("--gamma", "3")
     assert result.returncode == 2 and "gamma must be in [0.0, 1.0]" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cli_errors_name_the_flag_as_typed_before_training(tmp_path):
+    cases = [
+        (["--seed", "-1"], "error: --seed must be an integer >= 0, got -1"),
+        (["--evaluation-interval", "-1"], "error: --evaluation-interval must be an integer >= 0, got -1"),
+        (["--max-grad-norm", "-1"], "error: --max-grad-norm must be > 0 and finite, got -1.0"),
+        (["--tau", "0"], "error: --tau must be in (0, 1], got 0.0"),
+        (["--verbose", "7"], "error: --verbose must be one of [0, 1, 2], got 7"),
+        (["--save", ""], "error: --save must be a file path such as model.npz, got ''"),
+        (["--save-path", str(tmp_path)], f"error: --save-path {str(tmp_path)!r} is a folder"),
+        (["--log-path", str(tmp_path / "no" / "log.npz")], "error: --log-path: cannot write"),
+        (["--replay-buffer-size", "100000000000"], "error: --replay-buffer-size=100000000000 asks for"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args)
+        assert result.returncode == 2 and result.stderr.startswith(message), (args, result.stderr)
+        assert "Traceback" not in result.stderr and "Mean episode reward" not in result.stdout, args
+        assert len(result.stderr.strip().splitlines()) == 1, args
 
 
 def test_ctrl_c_saves_what_was_learned(tmp_path):
