@@ -4,6 +4,7 @@
     python plots.py --seeds 16 --out DIR     # more seeds, another folder
     python plots.py --n-timesteps 20000      # any run_dqn flag passes through
     python plots.py --redraw --out DIR       # redraw from the logs in DIR, without training again
+    python plots.py LOG.npz [LOG.npz ...]    # draw the logs of `python minidqn.py --log-path LOG.npz` runs
 
 Figures (PNG, plus a GIF):
     learning_curve.png  greedy evaluation return over env steps: median, interquartile band, each seed faintly
@@ -12,7 +13,9 @@ Figures (PNG, plus a GIF):
     agent.gif           the trained agent playing one greedy episode
 
 Each seed writes `seed<N>_log.npz` (what run_dqn records, plus the final 100-episode greedy evaluation) and
-`seed<N>_q.npz` (the final network) into the output folder.
+`seed<N>_q.npz` (the final network) into the output folder. Any log can be drawn, finished or interrupted: the
+learning curve needs periodic evaluations, q_values.png and agent.gif the saved network (--save), the counts of
+seeds solved the final evaluation that only plots.py's own training adds; what a log lacks is skipped, and said.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import time
@@ -128,12 +132,20 @@ def train_seeds(seeds, run_kwargs: dict, out_dir: str, processes: int | None = N
 
 
 def load_log(path: str) -> dict:
-    """Read one seed's log back: the arrays run_dqn recorded, its config, and the final evaluation."""
-    with np.load(path, allow_pickle=False) as data:
-        log = {k: data[k] for k in data.files}
-    log["config"] = json.loads(str(log["config"]))
+    """Read one log back (run_dqn's `log_path`): the arrays it recorded, its config, and, when plots.py trained
+    it to the end, the final evaluation (final_returns, final_mean, final_std)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            log = {k: data[k] for k in data.files}
+        log["config"] = json.loads(str(log["config"]))
+    except FileNotFoundError:
+        raise ValueError(f"no such log: {path}") from None
+    except Exception as e:  # not an .npz, or an .npz of something else
+        raise ValueError(f"{path} is not a training log (minidqn.py --log-path, or plots.py's seed<N>_log.npz): "
+                         f"{type(e).__name__}") from e
+    log["path"] = path
+    log["seed"] = int(log.get("seed", log["config"]["seed"]))
     if "final_returns" in log:
-        log["seed"] = int(log["seed"])
         log["train_seconds"] = float(log["train_seconds"])
         log["final_mean"] = float(np.mean(log["final_returns"]))
         log["final_std"] = float(np.std(log["final_returns"]))
@@ -141,12 +153,23 @@ def load_log(path: str) -> dict:
 
 
 def load_logs(out_dir: str) -> list:
-    names = sorted((n for n in os.listdir(out_dir) if n.endswith("_log.npz")),
+    """Every seed log in a folder plots.py trained into, finished or interrupted, in seed order."""
+    names = sorted((n for n in os.listdir(out_dir) if re.fullmatch(r"seed\d+_log\.npz", n)),
                    key=lambda n: int(n[len("seed"):-len("_log.npz")]))
-    logs = [load_log(os.path.join(out_dir, n)) for n in names]
-    if not logs:
+    if not names:
         raise ValueError(f"no seed logs (seed<N>_log.npz) in {out_dir}: train first, without --redraw")
-    return [log for log in logs if "final_returns" in log]
+    return [load_log(os.path.join(out_dir, n)) for n in names]
+
+
+def network_path(log: dict) -> str | None:
+    """Where the network of a log's run was saved, if it still is: plots.py's seed<N>_q.npz beside the log, or
+    the run's save_path (as given, or beside the log)."""
+    folder = os.path.dirname(log["path"])
+    saved = log["config"].get("save_path")
+    candidates = [model_path(folder, log["seed"])] if "final_returns" in log else []
+    if saved:
+        candidates += [saved, os.path.join(folder, os.path.basename(saved))]
+    return next((path for path in candidates if os.path.isfile(path)), None)
 
 
 def reward_threshold(env_id: str) -> float | None:
@@ -191,16 +214,44 @@ def band(ax, x, per_seed: np.ndarray, color: str, label: str) -> None:
     ax.plot(x, q50, color=color, linewidth=2, label=label)
 
 
+def count_seeds(logs: list) -> str:
+    return f"{len(logs)} seed{'s' * (len(logs) != 1)}"
+
+
 def solved_count(logs: list, threshold: float | None) -> int:
-    return sum(threshold is not None and log["final_mean"] >= threshold for log in logs)
+    return sum(threshold is not None and log.get("final_mean", -math.inf) >= threshold for log in logs)
+
+
+def final_note(logs: list, threshold: float | None) -> str:
+    """How many seeds solved, counted on the final evaluation of the logs that have one."""
+    judged = [log for log in logs if "final_mean" in log]
+    if threshold is None or not judged:
+        return ""
+    of = "" if len(judged) == len(logs) else f" of the {len(judged)} trained to the end"
+    return f", {solved_count(judged, threshold)}{of} solved (final {N_FINAL_EPISODES}-episode mean >= {threshold:g})"
+
+
+def missing_evaluations(logs: list) -> str | None:
+    """Why the logs hold no periodic evaluation (the learning curve needs them), or None when they do."""
+    if any(len(log["eval_steps"]) for log in logs):
+        return None
+    config = logs[0]["config"]
+    if config["evaluation_interval"] == 0:
+        return "the logged runs had evaluation_interval=0 (none)"
+    return (f"the logged runs ended before their first one (evaluation_interval="
+            f"{config['evaluation_interval']}, n_timesteps={config['n_timesteps']})")
 
 
 def eval_curves(logs: list) -> tuple:
-    """The periodic evaluations of every seed on one grid: (env steps, (n_seeds, n_evals) greedy returns)."""
-    n_evals = min(len(log["eval_steps"]) for log in logs)
-    if n_evals == 0:
-        raise ValueError("the logs hold no periodic evaluations: train with --evaluation-interval > 0")
-    return logs[0]["eval_steps"][:n_evals], np.array([log["eval_means"][:n_evals] for log in logs])
+    """The periodic evaluations of every seed on one grid: (env steps, (n_seeds, n_evals) greedy returns), NaN
+    where a seed (interrupted, say) has no evaluation."""
+    longest = max(logs, key=lambda log: len(log["eval_steps"]))["eval_steps"]
+    if len(longest) == 0:
+        raise ValueError(f"no learning curve: {missing_evaluations(logs)}")
+    curves = np.full((len(logs), len(longest)), np.nan)
+    for row, log in zip(curves, logs):
+        row[: len(log["eval_means"])] = log["eval_means"]
+    return longest, curves
 
 
 def plot_learning_curve(logs: list, path: str) -> None:
@@ -209,13 +260,11 @@ def plot_learning_curve(logs: list, path: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for log in logs:
         ax.plot(log["eval_steps"], log["eval_means"], color="tab:blue", alpha=0.2, linewidth=1)
-    band(ax, *eval_curves(logs), "tab:blue", f"median of {len(logs)} seeds")
+    band(ax, *eval_curves(logs), "tab:blue", f"median of {count_seeds(logs)}")
     if threshold is not None:
         ax.axhline(threshold, color="tab:red", linestyle="--", label=f"reward_threshold = {threshold:g}")
     ax.plot([], [], color="tab:blue", alpha=0.3, label="each seed")
-    title = f"{config['env_id']}: {len(logs)} seeds"
-    if threshold is not None:
-        title += f", {solved_count(logs, threshold)} solved (final {N_FINAL_EPISODES}-episode mean >= {threshold:g})"
+    title = f"{config['env_id']}: {count_seeds(logs)}{final_note(logs, threshold)}"
     ax.set(title=title, xlabel="env steps",
            ylabel=f"greedy return (mean of {config['n_eval_episodes']} episodes)")
     ax.legend(loc="lower right", fontsize=9)
@@ -243,17 +292,18 @@ def plot_diagnostics(logs: list, path: str) -> None:
             per_seed = np.array([binned(log[step_key], log[value_key], edges) for log in logs])
         for row in per_seed:
             ax.plot(centers, row, color=color, alpha=0.15, linewidth=1)
-        band(ax, centers, per_seed, color, f"median of {len(logs)} seeds")
+        band(ax, centers, per_seed, color, f"median of {count_seeds(logs)}")
         ax.set_ylabel(ylabel)
     axes[1, 0].set_yscale("log")
     if config["env_id"].startswith("CartPole"):  # reward 1 per step: Q can never exceed 1 / (1 - gamma)
         ceiling = 1 / (1 - config["gamma"])
-        axes[1, 1].axhline(ceiling, color="tab:red", linestyle="--", label=f"1 / (1 - gamma) = {ceiling:g}")
+        axes[1, 1].axhline(ceiling, color="tab:red", linestyle="--",
+                           label=f"largest true Q with rewards of 1: 1 / (1 - gamma) = {ceiling:g}")
     for ax in axes[1]:
         ax.set_xlabel("env steps")
-    axes[1, 1].legend(loc="lower right", fontsize=9)
+    axes[1, 1].legend(loc="best", fontsize=9)
     axes[0, 0].legend(loc="upper left", fontsize=9)
-    fig.suptitle(f"{config['env_id']}: training diagnostics over {len(logs)} seeds (100 bins of env steps)")
+    fig.suptitle(f"{config['env_id']}: training diagnostics over {count_seeds(logs)} (100 bins of env steps)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -302,14 +352,14 @@ def plot_ablation(logs_by_variant: dict, path: str) -> None:
     for ax, name in zip(axes, names):
         logs = logs_by_variant[name]
         if name != names[0]:
-            ax.plot(ref_x, np.median(ref_y, axis=0), color="gray", linewidth=1.5, label="the demo's median")
-        band(ax, *eval_curves(logs), "tab:blue", f"median of {len(logs)} seeds")
+            ax.plot(ref_x, np.nanmedian(ref_y, axis=0), color="gray", linewidth=1.5, label="the demo's median")
+        band(ax, *eval_curves(logs), "tab:blue", "median over the seeds")
         if threshold is not None:
-            ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1)
+            ax.axhline(threshold, color="tab:red", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
         solved = solved_count(logs, threshold)
         ax.set_title(f"{name}\nfinal weights: {solved} / {len(logs)} solved", fontsize=10)
-        if name == names[1]:  # one legend: every panel draws the same three things
-            ax.legend(loc="lower right", fontsize=8)
+    # One legend, below the panels where it covers no curve: every panel draws the same things
+    fig.legend(*axes[1].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=9)
     for ax in axes[len(names):]:
         ax.axis("off")
     for ax in axes[-n_cols:]:
@@ -318,15 +368,24 @@ def plot_ablation(logs_by_variant: dict, path: str) -> None:
         ax.set_ylabel("greedy return")
     fig.suptitle(f"{config['env_id']}, {config['n_hidden_units']} hidden units: one ingredient changed at a time "
                  f"(solved: final {N_FINAL_EPISODES}-episode greedy mean >= {threshold:g})")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.05, 1, 1))  # room for the legend
     fig.savefig(path)
     plt.close(fig)
 
 
-def representative_seed(logs: list) -> dict:
-    """The seed whose final score is the median: what a typical run learns, not the luckiest one."""
-    ordered = sorted(logs, key=lambda log: log["final_mean"])
-    return ordered[(len(ordered) - 1) // 2]
+def representative_seed(logs: list) -> tuple:
+    """The seed whose score is the median (what a typical run learns, not the luckiest one), among the logs
+    whose network was saved: (its log, the score's name, the score), or (None, "", nan) if none was."""
+    logs = [log for log in logs if network_path(log) is not None]
+    if not logs:
+        return None, "", math.nan
+    if all("final_mean" in log for log in logs):
+        what, score = "median final score", lambda log: log["final_mean"]
+    else:  # runs of minidqn.py, or interrupted: judged on their last periodic evaluation
+        what, score = "median last evaluation", lambda log: log["eval_means"][-1] if len(log["eval_means"]) else 0
+    ordered = sorted(logs, key=score)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    return chosen, what, score(chosen)
 
 
 def plot_q_values(q_net: minidqn.QNetwork, path: str, title: str) -> None:
@@ -392,22 +451,37 @@ def make_gif(q_net: minidqn.QNetwork, env_id: str, path: str, seed: int, every: 
     return len(frames)
 
 
-def draw_all(logs: list, out_dir: str, gif: bool = True) -> list:
-    """Write every figure for these logs into out_dir; return the paths written."""
+def draw_all(logs: list, out_dir: str, gif: bool = True) -> tuple:
+    """Write every figure these logs can give into out_dir: (the paths written, a line for each one skipped that
+    says what it needs)."""
     config = logs[0]["config"]
-    paths = [os.path.join(out_dir, "learning_curve.png"), os.path.join(out_dir, "diagnostics.png")]
-    plot_learning_curve(logs, paths[0])
-    plot_diagnostics(logs, paths[1])
-    chosen = representative_seed(logs)
-    q_net = minidqn.QNetwork.load(model_path(out_dir, chosen["seed"]))
-    if config["env_id"].startswith("CartPole"):
+    env_ids = sorted({log["config"]["env_id"] for log in logs})
+    if len(env_ids) > 1:
+        raise ValueError(f"the logs come from different envs ({', '.join(env_ids)}): draw each env's logs apart")
+    paths, skipped = [], []
+    no_evaluations = missing_evaluations(logs)
+    if no_evaluations is None:
+        paths.append(os.path.join(out_dir, "learning_curve.png"))
+        plot_learning_curve(logs, paths[-1])
+    else:
+        skipped.append(f"learning_curve.png: it needs periodic evaluations, and {no_evaluations}")
+    paths.append(os.path.join(out_dir, "diagnostics.png"))
+    plot_diagnostics(logs, paths[-1])
+    chosen, what, score = representative_seed(logs)
+    wanted = (["q_values.png"] if config["env_id"].startswith("CartPole") else []) + (["agent.gif"] if gif else [])
+    if chosen is None:
+        skipped += [f"{name}: it needs the trained network, and no log's run saved one (train with --save)"
+                    for name in wanted]
+        return paths, skipped
+    q_net = minidqn.QNetwork.load(network_path(chosen))
+    if "q_values.png" in wanted:
         paths.append(os.path.join(out_dir, "q_values.png"))
-        plot_q_values(q_net, paths[-1], f"What the network of seed {chosen['seed']} (median final score, "
-                                        f"{chosen['final_mean']:.0f}) believes; cart at rest at x = 0")
-    if gif:
+        plot_q_values(q_net, paths[-1], f"What the network of seed {chosen['seed']} ({what}, {score:.0f}) "
+                                        f"believes; cart at rest at x = 0")
+    if "agent.gif" in wanted:
         paths.append(os.path.join(out_dir, "agent.gif"))
         make_gif(q_net, config["env_id"], paths[-1], seed=chosen["seed"] + FINAL_EVAL_SEED_OFFSET)
-    return paths
+    return paths, skipped
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -417,6 +491,8 @@ def draw_all(logs: list, out_dir: str, gif: bool = True) -> list:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("logs", nargs="*", metavar="LOG.npz",
+                        help="draw these logs (minidqn.py --log-path, finished or interrupted) instead of training")
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="how many seeds (default %(default)s)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--out", default=os.path.join("runs", "plots"), help="output folder (default %(default)s)")
@@ -452,6 +528,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_out_dir(args.out)
+        if args.logs and (args.redraw or args.ablation):
+            raise ValueError("give log files to draw, or --redraw / --ablation, not both")
         if args.ablation:
             if args.redraw:
                 logs_by_variant = load_ablation(args.out)
@@ -463,7 +541,9 @@ def main(argv=None) -> int:
             plot_ablation(logs_by_variant, path)
             print(f"wrote {path}")
             return 0
-        if args.redraw:
+        if args.logs:
+            logs = [load_log(path) for path in args.logs]
+        elif args.redraw:
             logs = load_logs(args.out)
         else:
             if args.seeds < 1:
@@ -474,8 +554,11 @@ def main(argv=None) -> int:
             print(f"training {len(seeds)} seeds on {min(len(seeds), args.processes or os.cpu_count() or 1)} "
                   f"processes: {run_kwargs or 'the demo configuration'}", flush=True)
             logs = train_seeds(seeds, run_kwargs, args.out, args.processes)
-        for path in draw_all(logs, args.out, gif=args.gif):
+        paths, skipped = draw_all(logs, args.out, gif=args.gif)
+        for path in paths:
             print(f"wrote {path}")
+        for line in skipped:
+            print(f"skipped {line}")
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

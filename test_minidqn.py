@@ -1160,6 +1160,38 @@ def test_plots_ctrl_c_keeps_what_each_seed_learned(tmp_path):
         assert plots.load_log(str(out / f"seed{seed}_log.npz"))["config"]["seed"] == seed
     assert not (out / "seed2_q.npz").exists()
     assert not list(out.glob(".tmp-*")), "an interrupted save left a temporary file"
+    # the interrupted seeds still draw, with no final evaluation to count
+    assert plots.main(["--redraw", "--no-gif", "--out", str(out)]) == 0
+    assert (out / "diagnostics.png").stat().st_size > 10_000 and (out / "q_values.png").exists()
+
+
+def test_plots_draws_the_logs_minidqn_writes(tmp_path, capsys):
+    import plots
+
+    run = dict(n_timesteps=1500, learning_starts=500, n_eval_episodes=2, n_hidden_units=16, verbose=0)
+    for seed in (1, 2):  # what `python minidqn.py --log-path ... --save ...` writes
+        run_dqn(seed=seed, evaluation_interval=500, log_path=str(tmp_path / f"run{seed}.npz"),
+                save_path=str(tmp_path / f"q{seed}.npz"), **run)
+    out = tmp_path / "figures"
+    assert plots.main([str(tmp_path / "run1.npz"), str(tmp_path / "run2.npz"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for name in ("learning_curve.png", "diagnostics.png", "q_values.png", "agent.gif"):
+        assert f"wrote {out / name}" in printed and (out / name).stat().st_size > 1000, name
+    assert "skipped" not in printed
+    # a log without evaluations, and no saved network: the diagnostics, and a line for each picture skipped
+    run_dqn(seed=3, evaluation_interval=5000, log_path=str(tmp_path / "short.npz"), **run)
+    assert plots.main([str(tmp_path / "short.npz"), "--out", str(tmp_path / "short")]) == 0
+    printed = capsys.readouterr().out
+    assert (tmp_path / "short" / "diagnostics.png").exists() and not (tmp_path / "short" / "learning_curve.png").exists()
+    assert ("skipped learning_curve.png: it needs periodic evaluations, and the logged runs ended before their "
+            "first one (evaluation_interval=5000, n_timesteps=1500)") in printed
+    assert "skipped agent.gif: it needs the trained network, and no log's run saved one (train with --save)" in printed
+    # what is not a log
+    (tmp_path / "notes.npz").write_text("text")
+    assert plots.main([str(tmp_path / "notes.npz"), "--out", str(out)]) == 2
+    assert "is not a training log" in capsys.readouterr().err
+    assert plots.main([str(tmp_path / "missing.npz"), "--out", str(out)]) == 2
+    assert "no such log" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------------
