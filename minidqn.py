@@ -377,7 +377,8 @@ class QNetwork:
 
     def polyak_update(self, other: "QNetwork", tau: float) -> None:
         """
-        Move every weight toward `other`'s: p = p + tau * (p_other - p) (tau 1: a copy).
+        Move every weight toward `other`'s: p = p + tau * (p_other - p). tau 1 gives exactly a copy (which the
+        formula can miss in the last bit of floating point, so it copies instead).
 
         The soft target update (Lillicrap et al. 2016), and the average of the weights that play
         (Polyak & Juditsky 1992): the same exponential moving average, at different rates.

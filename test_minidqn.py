@@ -432,18 +432,25 @@ def finite_difference_grads(params, loss_of_params, h=1e-5):
 
 
 def assert_grads_close(analytic, numeric, tol=1e-6):
-    """Every entry of every gradient within tol (relative to the tensor's scale); the message names the first
-    wrong entry, e.g. "dW2[3, 1]: yours 0.12, finite differences 0.08"."""
+    """Every entry of every gradient within tol (relative to the tensor's scale). The gradients are checked in the
+    order backpropagation computes them, from the top (dW3, db3, dW2, ...), so the first wrong one is where the
+    mistake starts; the message names its first wrong entry and which gradients are right, e.g.
+    "dW2[3, 1]: yours 0.12, finite differences 0.08 (9 of 25 entries of dW2 are wrong); right: dW3, db3"."""
     assert analytic.keys() == numeric.keys()
-    for k in analytic:
+    order = sorted(analytic, key=lambda k: (-int(k[1:]), k[0]))  # W3, b3, W2, b2, W1, b1
+    right, first_wrong = [], None
+    for k in order:
         assert analytic[k].shape == numeric[k].shape, f"d{k} has shape {analytic[k].shape}, needs {numeric[k].shape}"
         scale = max(1.0, np.max(np.abs(numeric[k])))
         wrong = np.argwhere(~(np.abs(analytic[k] - numeric[k]) / scale < tol))  # NaN counts as wrong
-        if len(wrong):
+        if not len(wrong):
+            right.append(f"d{k}")
+        elif first_wrong is None:
             idx = tuple(int(i) for i in wrong[0])
-            raise AssertionError(f"d{k}[{', '.join(map(str, idx))}]: yours {analytic[k][idx]:.6g}, "
-                                 f"finite differences {numeric[k][idx]:.6g} ({len(wrong)} of {analytic[k].size} "
-                                 f"entries of d{k} are wrong)")
+            first_wrong = (f"d{k}[{', '.join(map(str, idx))}]: yours {analytic[k][idx]:.6g}, finite differences "
+                           f"{numeric[k][idx]:.6g} ({len(wrong)} of {analytic[k].size} entries of d{k} are wrong)")
+    if first_wrong is not None:
+        raise AssertionError(f"{first_wrong}; right: {', '.join(right) or 'none'}")
 
 
 @pytest.mark.parametrize("activation_fn", ["relu", "tanh"])
@@ -571,7 +578,10 @@ def test_backward_writes_into_the_networks_own_gradient_vector(cartpole):
     grads = q_net.backward(np.ones((3, 2), dtype=np.float32), activations)
     assert grads is q_net.grads
     for k, g in grads.items():
-        assert np.shares_memory(g, q_net.grads.vector) and g.shape == q_net.parameters()[k].shape
+        assert np.shares_memory(g, q_net.grads.vector), (
+            f"grads['{k}'] is a new array, not the network's own: write the gradient into the network's array "
+            f"(grads['{k}'][:] = ..., or out=grads['{k}']) instead of rebinding it (grads['{k}'] = ...)")
+        assert g.shape == q_net.parameters()[k].shape
 
 
 def test_one_observation_gives_the_batch_row_and_leaves_backward_alone():
@@ -598,7 +608,9 @@ def test_polyak_update_moves_toward_the_other_network(cartpole):
     a.polyak_update(b, 0.25)
     np.testing.assert_allclose(a.flat_params, before + 0.25 * (b.flat_params - before), rtol=1e-14)
     a.polyak_update(b, 1.0)  # rate 1: a copy, never an alias
-    np.testing.assert_array_equal(a.flat_params, b.flat_params)
+    assert np.array_equal(a.flat_params, b.flat_params), (
+        "polyak_update(other, tau=1) must copy other's weights exactly: in floating point p + 1 * (p_other - p) "
+        "can miss p_other in the last bit, so copy when tau == 1")
     assert not np.shares_memory(a.flat_params, b.flat_params)
 
 
@@ -1559,3 +1571,35 @@ def test_typical_mistakes_fail_their_exercise_with_a_message_that_names_the_wron
         verdict, details = verdicts[number]
         assert verdict == "fail", f"exercise {number}: {verdict}\n{result.stdout}"
         assert any(message in line for line in details), f"exercise {number}: {details}"
+
+
+def test_exercise_messages_point_at_the_mistake(tmp_path):
+    copy = course.make_copy(REFERENCE_SOURCE, solved=True)
+    mistakes = [
+        # forgetting act'(h2): dW3 and db3 are right, the first wrong gradient (dW2) is where the mistake starts
+        ('grad_h2 = (g @ p["W3"].T) * self.activation_grad(h2)', 'grad_h2 = g @ p["W3"].T'),
+        ('np.matmul(h2.T, g, out=grads["W3"])', 'grads["W3"] = h2.T @ g'),  # a new array, not the network's own
+        # the docstring's formula at tau = 1
+        ("""        if tau == 1.0:  # exactly a copy: in floating point, p + (p_other - p) can miss p_other in the last bit
+            self.params.vector[:] = other.params.vector
+        else:
+            self.params.vector += tau * (other.params.vector - self.params.vector)""",
+         "        self.params.vector += tau * (other.params.vector - self.params.vector)"),
+        ("progress = min(max(current_step / max_steps, 0.0), 1.0)", "progress = min(max(current_step / max_steps"),
+    ]
+    for right, wrong in mistakes:
+        assert copy.count(right) == 1, right
+        copy = copy.replace(right, wrong)
+    (tmp_path / "minidqn.py").write_text(copy)
+    result = run_script("check.py", str(tmp_path), "--exercise", "6", "9", "11")
+    verdicts = check_verdicts(result.stdout)
+    assert {n: v for n, (v, _) in verdicts.items()} == {6: "fail", 9: "fail", 11: "fail"}, result.stdout
+    nine = " ".join(verdicts[9][1])
+    assert "dW2[" in nine and "right: dW3, db3" in nine and "dW1[" not in nine, nine
+    assert "grads['W3'] is a new array, not the network's own: write the gradient into the network's array" in nine
+    eleven = " ".join(verdicts[11][1])
+    assert "must copy other's weights exactly" in eleven and "can miss p_other in the last bit" in eleven, eleven
+    (line,) = [i for i, text in enumerate(copy.splitlines(), 1) if "progress = min(max(current_step / max_steps" in text]
+    assert len(verdicts[6][1]) == 1 and verdicts[6][1][0].startswith(
+        f"SyntaxError at line {line} of your minidqn.py: '(' was never closed: progress = min(max("), verdicts[6][1]
+

@@ -107,6 +107,10 @@ def check_exercise(copy: str, reference: str, number: int) -> tuple:
     blocks = [lines for (n, _), lines in course.learner_blocks(copy).items() if n == number]
     if any(line.strip().startswith(f'raise NotImplementedError("exercise {number}:') for b in blocks for line in b):
         return "not started", []  # its block still raises, so every test of it would fail there
+    try:
+        compile(source, "<exercise>", "exec")  # not a real file name: Python would quote that file's line
+    except SyntaxError as e:  # said with its line in the learner's copy, not in the module checked
+        return "fail", [syntax_error(e, copy, number)]
     results = run_tests(source, exercise.tests)
     failed = [(name, message) for name, outcome, message in results if outcome == "failed"]
     if not results:
@@ -117,6 +121,22 @@ def check_exercise(copy: str, reference: str, number: int) -> tuple:
     if all(raised) and {int(m.group(1)) for m in raised} == {number}:
         return "not started", []
     return "fail", [f"{name}: {summary(message)}" for name, message in failed]
+
+
+def syntax_error(error: SyntaxError, copy: str, number: int) -> str:
+    """A syntax error in exercise `number`'s blocks, with the line number it has in the learner's copy (the module
+    checked is the reference around those blocks, so its own line numbers would mislead)."""
+    text = (error.text or "").rstrip()
+    inside = False
+    for lineno, line in enumerate(copy.splitlines(), start=1):
+        stripped = line.strip()
+        if stripped.startswith(f"{course.BEGIN} (exercise {number}:"):
+            inside = True
+        elif stripped.startswith(course.END):
+            inside = False
+        elif inside and text and line.rstrip() == text:
+            return f"SyntaxError at line {lineno} of your minidqn.py: {error.msg}: {stripped}"
+    return f"SyntaxError in the block of exercise {number}: {error.msg}" + (f": {text.strip()}" if text else "")
 
 
 def main(argv=None) -> int:
