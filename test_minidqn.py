@@ -842,13 +842,13 @@ def test_a_failed_save_at_the_end_loses_nothing(tmp_path, monkeypatch, capsys):
         real_write(path, arrays)
 
     monkeypatch.setattr(minidqn, "atomic_savez", full_disk)
+    tiny = dict(n_timesteps=600, learning_starts=100, n_hidden_units=16, evaluation_interval=0, seed=3)
     with pytest.raises(OSError, match=r"could not write the network to .*q\.npz \(File too large\); it is in "
                                       r".*q\.rescued-.*\.npz instead; could not write the log to .*log\.npz"):
-        run_dqn(save_path=str(tmp_path / "q.npz"), log_path=str(tmp_path / "log.npz"), seed=3,
-                **{**SMALL, "verbose": 1})
+        run_dqn(save_path=str(tmp_path / "q.npz"), log_path=str(tmp_path / "log.npz"), verbose=1, **tiny)
     assert "network saved to " + str(tmp_path / "q.rescued-") in capsys.readouterr().out
     (rescued,) = tmp_path.glob("q.rescued-*.npz")
-    expected = run_dqn(seed=3, **SMALL)
+    expected = run_dqn(verbose=0, **tiny)
     for k, v in QNetwork.load(str(rescued)).parameters().items():
         np.testing.assert_array_equal(v, expected.parameters()[k])
     assert len(list(tmp_path.glob("log.rescued-*.npz"))) == 1
@@ -881,8 +881,9 @@ def test_a_shifted_discrete_space_is_refused():
 
 def test_evaluations_draw_from_their_own_generator():
     # with an exploring evaluation, how often the evaluations run must not change training
-    runs = [run_dqn(seed=2, eval_exploration_rate=0.5, n_eval_episodes=n, **{**SMALL, "evaluation_interval": every})
-            for every, n in ((500, 2), (1000, 3))]
+    tiny = dict(n_timesteps=600, learning_starts=100, n_hidden_units=16, verbose=0)
+    runs = [run_dqn(seed=2, eval_exploration_rate=0.5, n_eval_episodes=n, evaluation_interval=every, **tiny)
+            for every, n in ((200, 2), (300, 3))]
     for k, v in runs[0].parameters().items():
         np.testing.assert_array_equal(v, runs[1].parameters()[k])
 
