@@ -1212,20 +1212,9 @@ def test_plots_draws_the_logs_minidqn_writes(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def box2d_installed():
-    try:
-        import Box2D  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("env_id", list(minidqn.PRESETS))
 def test_every_preset_builds_and_runs(env_id, tmp_path):
-    if env_id.startswith("LunarLander") and not box2d_installed():
-        pytest.skip("Box2D is an optional extra: pip install 'gymnasium[box2d]'")
-    if env_id in minidqn.OPTIONAL_ENVS:
-        pytest.importorskip(minidqn.OPTIONAL_ENVS[env_id][0])
+    # requirements.txt brings Box2D and flappy-bird-gymnasium: no preset skips
     log = tmp_path / "log.npz"
     run_dqn(**{**minidqn.PRESETS[env_id], "n_timesteps": 300, "learning_starts": 100, "evaluation_interval": 0,
                "verbose": 0, "log_path": str(log)})
