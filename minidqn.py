@@ -1363,7 +1363,8 @@ class TrainingLog:
             if path is None:
                 continue
             where, error = write_or_rescue(path, write)
-            written.append(f"{what} saved to {where}")
+            if error is None or where != path:
+                written.append(f"{what} saved to {where}")
             if error:
                 failures.append(f"could not write the {what} to {path} ({error}); " + (
                     f"it is in {where} instead" if where != path else "and nowhere else could take it"))
@@ -1408,11 +1409,15 @@ ENV_ID_HELP = ("Gymnasium env id (Box observations, Discrete actions). --env-id 
                "settings), which any other flag overrides; an env without a row runs the CartPole-v1 demo's defaults")
 
 
+def flags_of(name: str) -> list:
+    """The command-line flags of run_dqn's keyword `name`: spelled with dashes, and --save for save_path."""
+    return ["--" + name.replace("_", "-")] + (["--save"] if name == "save_path" else [])
+
+
 def flag_as_typed(name: str, argv: list) -> str:
-    """The command-line flag of run_dqn's keyword `name`, spelled as the user typed it (--save or --save-path)."""
-    flags = ["--" + name.replace("_", "-")] + (["--save"] if name == "save_path" else [])
-    typed = [f for f in flags if any(a == f or a.startswith(f + "=") for a in argv)]
-    return (typed or flags)[0]
+    """The flag of run_dqn's keyword `name` as the user typed it (--save or --save-path)."""
+    typed = [f for f in flags_of(name) if any(a == f or a.startswith(f + "=") for a in argv)]
+    return (typed or flags_of(name))[0]
 
 
 def build_parser(env_id: str = "CartPole-v1") -> argparse.ArgumentParser:
@@ -1433,7 +1438,7 @@ def build_parser(env_id: str = "CartPole-v1") -> argparse.ArgumentParser:
     types = typing.get_type_hints(run_dqn)
     # Flags left out stay out of the parsed namespace (argparse.SUPPRESS); main() fills them from the preset
     for name, param in inspect.signature(run_dqn).parameters.items():
-        flags = ["--" + name.replace("_", "-")] + (["--save"] if name == "save_path" else [])
+        flags = flags_of(name)
         text = ENV_ID_HELP if name == "env_id" else docs[name]  # the docstring speaks of run_dqn's own defaults
         help_text = f"{text} (default: {row.get(name, param.default)})".replace("%", "%%")
         kind = types[name]
