@@ -1,7 +1,8 @@
-"""Tests for minidqn and its exercises. Run with `python -m pytest`: about 30 s on 2 cores (87 tests; the LunarLander
+"""Tests for minidqn and its exercises. Run with `python -m pytest`: about 35 s on 2 cores (91 tests; the LunarLander
 and FlappyBird presets skip without their optional packages), deterministic: every seed is fixed."""
 
 import collections
+import importlib.util
 import inspect
 import os
 import pickle
@@ -1593,3 +1594,103 @@ def test_exercise_messages_point_at_the_mistake(tmp_path):
     assert len(verdicts[6][1]) == 1 and verdicts[6][1][0].startswith(
         f"SyntaxError at line {line} of your minidqn.py: '(' was never closed: progress = min(max("), verdicts[6][1]
 
+
+# ---------------------------------------------------------------------------------------------------------
+# The benchmarks' plumbing: the comparisons run from a clone, and say what is missing (no PyTorch needed here)
+# ---------------------------------------------------------------------------------------------------------
+
+BENCHMARKS = os.path.join(HERE, "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+import comparisons  # noqa: E402
+
+
+def test_no_file_of_the_project_names_a_path_outside_the_repository():
+    # spelled in pieces, so that this file does not name them either
+    outside = ["../" + "shared", "/work/" + "shared", "shared" + "/anchors", "/tmp/" + "sb3/"]
+    # the project's files: tracked, or new and not ignored (a virtual environment inside the clone is ignored)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=HERE,
+                            capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    paths = sorted({path for path in listed.stdout.split("\0") if path and os.path.isfile(os.path.join(HERE, path))})
+    assert "benchmarks/comparisons.py" in paths
+    for path in paths:
+        with open(os.path.join(HERE, path), "rb") as f:
+            data = f.read()
+        if b"\0" in data:  # pictures
+            continue
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            # results files record the commands that wrote them, as they were typed; nothing else may
+            if path.startswith("benchmarks/results/") and line.startswith("- command: "):
+                continue
+            for fragment in outside:
+                assert fragment not in line, f"{path} names {fragment!r}: {line.strip()}"
+
+
+def test_the_same_work_is_stated_once_and_every_setting_reaches_each_system(monkeypatch):
+    run_dqn_names = set(inspect.signature(run_dqn).parameters)
+    assert set(comparisons.SAME_WORK) <= run_dqn_names  # minidqn runs it as it stands
+    tutorial = comparisons.tutorial_same_work()
+    assert set(tutorial) <= run_dqn_names  # minidqn keeps the tutorial's names
+    for key, value in comparisons.SAME_WORK.items():
+        if key in tutorial and key != "evaluation_interval":
+            assert tutorial[key] == value, key
+    assert tutorial["evaluation_interval"] > comparisons.SAME_WORK["n_timesteps"]  # never evaluates
+    sb3, n_timesteps = comparisons.sb3_same_work()
+    work = comparisons.SAME_WORK
+    assert n_timesteps == work["n_timesteps"] and sb3["buffer_size"] == work["replay_buffer_size"]
+    assert sb3["train_freq"] == work["update_interval"] and sb3["gradient_steps"] == 1
+    assert sb3["target_update_interval"] == work["target_network_update_interval"]
+    assert sb3["policy_kwargs"] == dict(net_arch=[work["n_hidden_units"]] * 2)
+    # a setting added on one side only would silently not run on the other: both translations refuse it
+    monkeypatch.setitem(comparisons.SAME_WORK, "n_steps", 3)
+    for translate in (comparisons.sb3_same_work, comparisons.tutorial_same_work):
+        with pytest.raises(ValueError, match="n_steps"):
+            translate()
+
+
+def run_benchmark_script(args, env=None):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, cwd=HERE,
+                          env={**os.environ, **(env or {})})
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_the_tutorial_package_comes_from_the_install_or_the_local_copy_named_and_its_absence_is_said(tmp_path):
+    load = ["-c", "import sys; sys.path.insert(0, 'benchmarks'); import comparisons; "
+                  "print(comparisons.import_tutorial_run_dqn()())"]
+    variable = comparisons.TUTORIAL_PATH_VARIABLE
+    if importlib.util.find_spec("dqn_tutorial") is None:  # neither installed nor named: both ways are told
+        assert_one_line_error(run_benchmark_script(load, {variable: ""}), "dqn_tutorial", "not installed",
+                              comparisons.TUTORIAL_INSTALL, "--tutorial-path", variable)
+    assert_one_line_error(run_benchmark_script(load, {variable: str(tmp_path)}), "no dqn_tutorial/ folder")
+    # a local copy: the package is taken from the folder named
+    package = tmp_path / "copy" / "dqn_tutorial" / "dqn"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "dqn.py").write_text("def run_dqn():\n    return 'the local copy'\n")
+    result = run_benchmark_script(load, {variable: str(tmp_path / "copy")})
+    assert result.returncode == 0 and result.stdout.strip() == "the local copy", result.stderr
+    # a copy whose own imports fail (PyTorch missing) names the missing module, not the package
+    (package / "dqn.py").write_text("import a_module_that_is_not_there\n")
+    assert_one_line_error(run_benchmark_script(load, {variable: str(tmp_path / "copy")}),
+                          "a_module_that_is_not_there is not installed")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="this environment has PyTorch")
+def test_the_comparisons_stop_with_one_line_when_the_pytorch_side_is_missing(tmp_path):
+    speed = ["benchmarks/benchmark.py", "--speed", "--repeats", "1", "--name", "never-written"]
+    assert_one_line_error(run_benchmark_script(speed + ["--torch-python", str(tmp_path / "python")]),
+                          "no such Python", "benchmarks/README.md")
+    assert_one_line_error(run_benchmark_script(speed + ["--torch-python", sys.executable]),
+                          "PyTorch (torch) is not installed")
+    zoo = ["benchmarks/sb3_zoo.py", "--torch-python", sys.executable, "--seeds", "0", "--name", "never-written"]
+    assert_one_line_error(run_benchmark_script(zoo), "PyTorch (torch) is not installed")
+    assert not os.path.exists(os.path.join(BENCHMARKS, "results", "never-written.md"))

@@ -6,11 +6,13 @@ over 100 greedy episodes (no best checkpoint), with the Wilson 95% interval of t
     python benchmarks/benchmark.py --seeds 64 --first-seed 11000    # the demo configuration
     python benchmarks/benchmark.py --env-id Acrobot-v1               # any run_dqn flag passes through
 
-Speed at the same work as ../shared/anchors (CartPole-v1, 20k env steps, learning from step 1000, one
-gradient step of batch 64 every 2 env steps, 64x64 ReLU net, target copied every 10 steps, lr 1e-3, no
-evaluation, one thread), each run a fresh process, the systems alternating, with the floor measured alongside:
+Speed at the same work as SB3's DQN and the RLSS tutorial's PyTorch DQN (comparisons.SAME_WORK: CartPole-v1,
+20k env steps, learning from step 1000, one gradient step of batch 64 every 2 env steps, 64x64 ReLU net, target
+copied every 10 steps, lr 1e-3, no evaluation, one thread), each run a fresh process, the systems alternating,
+with the floor measured alongside. SB3 and the tutorial run in a separate PyTorch environment (its install:
+benchmarks/README.md); --tutorial-path names a local copy of the tutorial's package where it is not installed:
 
-    python benchmarks/benchmark.py --speed --repeats 5 --torch-python /tmp/sb3/bin/python
+    python benchmarks/benchmark.py --speed --repeats 5 --torch-python .venv-torch/bin/python
 
 The demo: wall time of `python minidqn.py`, next to the time of its own matrix products:
 
@@ -37,17 +39,11 @@ sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
 
+import comparisons  # noqa: E402
 import plots  # noqa: E402
 import results  # noqa: E402
 import update_speed  # noqa: E402
-
-ANCHORS = os.path.join(ROOT, "..", "shared", "anchors")
-SAME_WORK = dict(
-    env_id="CartPole-v1", n_timesteps=20_000, learning_starts=1000, update_interval=2, batch_size=64,
-    n_hidden_units=64, target_network_update_interval=10, learning_rate=1e-3, evaluation_interval=0,
-    replay_buffer_size=100_000, gamma=0.99, exploration_fraction=0.1, exploration_final_eps=0.04,
-    loss_fn="mse", max_grad_norm=None, double_dqn=False, weight_averaging_rate=None, scale_observations=False,
-)
+from comparisons import SAME_WORK  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -99,15 +95,35 @@ def time_same_work_once() -> float:
     import minidqn
 
     start = time.perf_counter()
-    minidqn.run_dqn(seed=0, verbose=0, **SAME_WORK)
+    minidqn.run_dqn(seed=comparisons.SAME_WORK_SEED, verbose=0, **SAME_WORK)
     return time.perf_counter() - start
 
 
-def run_timed(command: list) -> float:
-    """Run a timing script in a fresh process; it prints its time as the last "<number> s"."""
-    out = subprocess.run(command, capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
+def last_time(out: str) -> float:
+    """A timing script's time: the last "<number> s" it printed."""
     return float(re.findall(r"([0-9.]+) s", out)[-1])
+
+
+def run_timed(command: list) -> float:
+    """Run minidqn's side of a timing in a fresh process, one thread."""
+    return last_time(subprocess.run(command, capture_output=True, text=True, check=True,
+                                    env={**os.environ, "OMP_NUM_THREADS": "1",
+                                         "OPENBLAS_NUM_THREADS": "1"}).stdout)
+
+
+def torch_side(torch_python: str, tutorial_path: str | None) -> tuple:
+    """The PyTorch side's timings, each a function that runs one in a fresh process, once each is known to
+    start (a missing package stops the command here, with its one-line reason, before anything is timed), and
+    the versions it runs, for the results file."""
+    env = {comparisons.TUTORIAL_PATH_VARIABLE: os.path.abspath(tutorial_path)} if tutorial_path else {}
+    scripts = {"SB3 DQN": "sb3_same_work.py", "RLSS tutorial DQN (PyTorch)": "tutorial_same_work.py"}
+    ready = comparisons.run_torch_script(torch_python, "sb3_same_work.py", "--check", env=env)
+    comparisons.run_torch_script(torch_python, "tutorial_same_work.py", "--check", env=env)
+    local = tutorial_path or os.environ.get(comparisons.TUTORIAL_PATH_VARIABLE)
+    versions = (ready.strip().removeprefix("ready: ") + ", the tutorial's package " +
+                ("from a local copy" if local else "installed"))
+    return {name: (lambda script=script: last_time(comparisons.run_torch_script(torch_python, script, env=env)))
+            for name, script in scripts.items()}, versions
 
 
 def same_work_floor() -> dict:
@@ -122,24 +138,27 @@ def same_work_floor() -> dict:
                 gflops=gflops, floor_s=env_s + at_peak_s, floor_real_shapes_s=env_s + n_updates * matmul_us * 1e-6)
 
 
-def speed(repeats: int, torch_python: str | None, command: str, baseline: str | None = None) -> str:
-    systems = {"minidqn": [sys.executable, __file__, "--time-same-work-once"]}
+def speed(repeats: int, torch_python: str | None, command: str, baseline: str | None = None,
+          tutorial_path: str | None = None) -> str:
+    ours_cmd = [sys.executable, __file__, "--time-same-work-once"]
+    systems = {"minidqn": lambda: run_timed(ours_cmd)}
     if baseline:
-        systems[f"baseline: {baseline}"] = [sys.executable, __file__, "--time-same-work-once", "--minidqn-dir",
-                                            os.path.dirname(os.path.abspath(baseline))]
+        theirs = ours_cmd + ["--minidqn-dir", os.path.dirname(os.path.abspath(baseline))]
+        systems[f"baseline: {baseline}"] = lambda: run_timed(theirs)
+    versions = ""
     if torch_python:
-        systems["SB3 DQN"] = [torch_python, os.path.join(ANCHORS, "sb3_same_work.py")]
-        systems["RLSS tutorial DQN (PyTorch)"] = [torch_python, os.path.join(ANCHORS, "tutorial_same_work.py")]
+        timings, versions = torch_side(torch_python, tutorial_path)
+        systems.update(timings)
     times = {name: [] for name in systems}
     for r in range(repeats):  # alternate, so a slow moment of the shared machine hits every system alike
-        for name, cmd in systems.items():
-            times[name].append(run_timed(cmd))
+        for name, run_once in systems.items():
+            times[name].append(run_once())
         print(f"run {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
     floor = same_work_floor()
     ours = float(np.median(times["minidqn"]))
     lines = [
         results.header("Speed at the same work", command, f"{SAME_WORK}; one thread; fresh process per run; "
-                       f"{repeats} runs of each, alternating"),
+                       f"{repeats} runs of each, alternating" + (f"; {versions}" if versions else "")),
         "| system | wall time (median) | runs (s) | minidqn is faster by |",
         "|---|---|---|---|",
     ]
@@ -220,8 +239,12 @@ def main(argv=None, command: str | None = None) -> int:
     parser.add_argument("--baseline", help="another minidqn.py to time alongside (e.g. an old commit's)")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed runs for --speed and --demo (default %(default)s)")
-    parser.add_argument("--torch-python", help="a python with torch and stable-baselines3, to time SB3 and the "
-                        "tutorial side by side (see ../shared/anchors/sb3_same_work.py)")
+    parser.add_argument("--torch-python", help="the Python of a separate environment with PyTorch, "
+                        "stable-baselines3 and the tutorial's package, to time SB3 and the tutorial side by side "
+                        "(its install: benchmarks/README.md)")
+    parser.add_argument("--tutorial-path", help="a local copy of the tutorial's package (the folder holding "
+                        "dqn_tutorial/), where --torch-python's environment cannot install it; the same as setting "
+                        f"{comparisons.TUTORIAL_PATH_VARIABLE}")
     parser.add_argument("--time-same-work-once", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--minidqn-dir", help=argparse.SUPPRESS)  # where --time-same-work-once imports minidqn from
     args = parser.parse_args(argv)
@@ -232,8 +255,16 @@ def main(argv=None, command: str | None = None) -> int:
         print(f"minidqn same work: {time_same_work_once():.3f} s")
         return 0
     if args.speed or args.demo:
-        text = speed(args.repeats, args.torch_python, command, args.baseline) if args.speed else \
-            demo(args.repeats, command, args.baseline)
+        if args.repeats < 1:
+            parser.error(f"--repeats must be >= 1, got {args.repeats}")
+        if args.tutorial_path and not args.torch_python:
+            parser.error("--tutorial-path is for the tutorial's timing, which needs --torch-python")
+        try:
+            text = speed(args.repeats, args.torch_python, command, args.baseline, args.tutorial_path) \
+                if args.speed else demo(args.repeats, command, args.baseline)
+        except comparisons.TorchSideError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         print("\n" + text)
         print(f"\nwrote {results.write(args.name or ('speed' if args.speed else 'demo'), text)}")
         return 0
