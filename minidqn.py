@@ -1238,7 +1238,8 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     try:
         env = gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as e:
-        raise ValueError(f"{env_id} needs an optional dependency that is not installed: {e}") from e
+        raise ValueError(f"{env_id} needs a package that is not installed ({e}); "
+                         f"`pip install -r requirements.txt` brings it") from e
     except gym.error.Error as e:
         raise ValueError(f"unknown env id {env_id!r}: {e}") from e
     if not isinstance(env.action_space, spaces.Discrete):

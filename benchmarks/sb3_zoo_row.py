@@ -7,7 +7,7 @@ results file; run alone (`--check` only imports what it needs and says "ready"):
 Prints one line per seed: the mean greedy return over the episodes, the training episodes that ended by
 termination (on MountainCar: reaching the flag), and the seconds spent training. Each evaluation episode starts
 from its own reset seed, 10000 (seed + 1) + episode, never a training seed (the rule of every SB3 zoo figure
-this project quotes). LunarLander-v3 needs `gymnasium[box2d]` in the PyTorch environment.
+this project quotes). LunarLander-v3 needs `box2d` in the PyTorch environment.
 """
 
 import argparse
