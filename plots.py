@@ -489,10 +489,12 @@ def draw_all(logs: list, out_dir: str, gif: bool = True) -> tuple:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(log_files: bool = True) -> argparse.ArgumentParser:
+    """plots.py's command line (log_files=False: without the LOG.npz arguments, for benchmark.py, which trains)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
-    parser.add_argument("logs", nargs="*", metavar="LOG.npz",
-                        help="draw these logs (minidqn.py --log-path, finished or interrupted) instead of training")
+    if log_files:
+        parser.add_argument("logs", nargs="*", metavar="LOG.npz",
+                            help="draw these logs (minidqn.py --log-path, finished or interrupted) instead of training")
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="how many seeds (default %(default)s)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     parser.add_argument("--out", default=os.path.join("runs", "plots"), help="output folder (default %(default)s)")

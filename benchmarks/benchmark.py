@@ -230,7 +230,7 @@ def demo(repeats: int, command: str, baseline: str | None) -> str:
 
 def main(argv=None, command: str | None = None) -> int:
     """:param command: The command line to record in the results file (default: this script's own)"""
-    parser = plots.build_parser()
+    parser = plots.build_parser(log_files=False)
     parser.description = __doc__.split("\n\n")[0]
     parser.set_defaults(seeds=16, out=None)
     parser.add_argument("--name", help="results file name, without .md (default: from the mode and env)")
