@@ -119,7 +119,7 @@ EXERCISE_TEXT = {
 
 INTRO = """# Learn DQN by writing it: minidqn's exercises
 
-This notebook is [minidqn.py](../minidqn.py), the Deep Q-Network of the RLSS 2023 DQN tutorial in pure NumPy,
+This notebook is `minidqn.py`, the Deep Q-Network of the RLSS 2023 DQN tutorial in pure NumPy,
 cut into cells in the tutorial's order, with twelve pieces for you to write. There is no autograd: you also
 write the backward pass and Adam, and the checks compare every entry of every gradient you write with finite
 differences.
@@ -172,10 +172,10 @@ for `python minidqn.py`."""
 
 TRAIN_NOTE = """# Train it: the CartPole demo, with your code
 
-Once every check passes, this trains the demo (`run_dqn()`'s defaults: 50,000 env steps of CartPole-v1) with
-the code of the cells above, and prints a line every 5,000 steps: the greedy return, the mean of 10 episodes,
-should reach 500 (the most CartPole allows). It takes about as long as `python minidqn.py`. Until every
-exercise is written it says which are missing instead. As at the end of the tutorial's Part II, you then watch
+Once every check passes, this trains the demo, `run_dqn()` with its defaults (CartPole-v1), with the code of
+the cells above, and prints a line at every periodic evaluation: the greedy return should reach 500, the most
+CartPole allows. It takes about as long as `python minidqn.py`. Until every exercise is written it says which
+are missing instead. As at the end of the tutorial's Part II, you then watch
 your agent: the greedy return over training, and one greedy episode."""
 
 PLUMBING_NOTE = """## Section 6: the plumbing
@@ -240,8 +240,8 @@ LAYOUT = [
     Code([Unit("run_dqn_no_target")]),
     Markdown(TRAIN_NOTE),
     Special("train"),
-    Markdown("The greedy return over training (each point: the mean of 10 greedy episodes, with their standard "
-             "deviation):"),
+    Markdown("The greedy return over training (each point: a periodic evaluation, the mean and standard deviation "
+             "of its greedy episodes):"),
     Special("curve"),
     Markdown("Your agent, playing one greedy episode:"),
     Special("agent"),
