@@ -96,10 +96,12 @@ def main(argv=None) -> int:
     rows = {name: [] for name in [*notebooks, *DEMO]}
     for round_ in range(1, args.repeats + 1):
         for name, text in notebooks.items():
-            rows[name].append(run_notebook(text))
+            load = os.getloadavg()[0]
+            rows[name].append({**run_notebook(text), "load": load})
             print(f"round {round_}: {name} notebook {rows[name][-1]}", flush=True)
         for name, code in DEMO.items():
-            rows[name].append(run_demo(code))
+            load = os.getloadavg()[0]
+            rows[name].append({**run_demo(code), "load": load})
             print(f"round {round_}: demo, {name}: {rows[name][-1]}", flush=True)
 
     median = lambda name, key: float(np.median([row[key] for row in rows[name]]))  # noqa: E731
@@ -107,7 +109,8 @@ def main(argv=None) -> int:
         "The exercises' notebook: run times, and one BLAS thread where NumPy is imported first",
         f"python benchmarks/notebook_runs.py --repeats {args.repeats} --name {args.name}",
         f"{args.repeats} rounds; in each, every measurement once, in fresh processes (a fresh Jupyter kernel per "
-        f"notebook, run from exercises/); OPENBLAS_NUM_THREADS and OMP_NUM_THREADS unset"),
+        f"notebook, run from exercises/); OPENBLAS_NUM_THREADS and OMP_NUM_THREADS unset; the machine is shared "
+        f"with other work: each run's 1-minute load average as it started is in its row"),
         "## The notebooks, run top to bottom (medians)",
         "",
         "| notebook | whole run | its 12 check cells | its training cell | checks said |",
@@ -121,14 +124,15 @@ def main(argv=None) -> int:
     for name in DEMO:
         lines.append(f"| {name} | {median(name, 'wall'):.2f} s | {median(name, 'cpu'):.2f} s | "
                      f"{median(name, 'cpu') / base:.2f}x |")
-    lines += ["", "## Every run", "", "| round | what | wall | CPU or checks | training | note |", "|---|---|---|---|---|---|"]
+    lines += ["", "## Every run", "", "| round | what | load | wall | CPU or checks | training | note |",
+              "|---|---|---|---|---|---|---|"]
     for name in rows:
         for round_, row in enumerate(rows[name], start=1):
             if name in notebooks:
-                lines.append(f"| {round_} | {name} notebook | {row['total']:.2f} s | checks {row['checks']:.2f} s | "
+                lines.append(f"| {round_} | {name} notebook | {row['load']:.1f} | {row['total']:.2f} s | checks {row['checks']:.2f} s | "
                              f"{row['training']:.2f} s | {row['verdicts']} |")
             else:
-                lines.append(f"| {round_} | demo, {name} | {row['wall']:.2f} s | CPU {row['cpu']:.2f} s | | "
+                lines.append(f"| {round_} | demo, {name} | {row['load']:.1f} | {row['wall']:.2f} s | CPU {row['cpu']:.2f} s | | "
                              f"{row['last']} |")
     path = results.write(args.name, "\n".join(lines))
     print(f"wrote {path}")
