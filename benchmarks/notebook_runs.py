@@ -129,11 +129,11 @@ def main(argv=None) -> int:
     for name in rows:
         for round_, row in enumerate(rows[name], start=1):
             if name in notebooks:
-                lines.append(f"| {round_} | {name} notebook | {row['load']:.1f} | {row['total']:.2f} s | checks {row['checks']:.2f} s | "
-                             f"{row['training']:.2f} s | {row['verdicts']} |")
+                lines.append(f"| {round_} | {name} notebook | {row['load']:.1f} | {row['total']:.2f} s | "
+                             f"checks {row['checks']:.2f} s | {row['training']:.2f} s | {row['verdicts']} |")
             else:
-                lines.append(f"| {round_} | demo, {name} | {row['load']:.1f} | {row['wall']:.2f} s | CPU {row['cpu']:.2f} s | | "
-                             f"{row['last']} |")
+                lines.append(f"| {round_} | demo, {name} | {row['load']:.1f} | {row['wall']:.2f} s | "
+                             f"CPU {row['cpu']:.2f} s | | {row['last']} |")
     path = results.write(args.name, "\n".join(lines))
     print(f"wrote {path}")
     return 0

@@ -140,17 +140,17 @@ The same exercises exist as a `.py` file (`python exercises/make.py`, then `pyth
 blocks are marked the same way, so code moves between the two. The solution of an exercise is the same
 function in minidqn.py.
 
-| part | exercises |
-|---|---|
-| Part I: the parts | 1. store a transition, 2. sample a mini-batch, 3. the forward pass, 4. epsilon-greedy, 5. collect one transition, 6. the schedule |
-| Part II: the update | 7. the TD target, 8. the loss and dL/dQ, 9. the backward pass, 10. Adam, 11. the target network, 12. the DQN update; then the training loop |"""
+- Part I, the parts: 1. store a transition, 2. sample a mini-batch, 3. the forward pass, 4. epsilon-greedy,
+  5. collect one transition, 6. the schedule.
+- Part II, the update: 7. the TD target, 8. the loss and dL/dQ, 9. the backward pass, 10. Adam, 11. the target
+  network, 12. the DQN update; then the training loop."""
 
 SETUP_NOTE = """## Setup
 
 The first cell finds the repository (from the folder the notebook runs in, or one above it) and imports the
 checks; if the notebook is not inside a clone, or the README's install is missing, it says so in one line."""
 
-SETUP = '''# Needs: a clone of minidqn (this notebook inside it) and the README's install, pip install -r requirements.txt
+SETUP = '''# Needs: this notebook inside a clone of minidqn, and the README's install: pip install -r requirements.txt
 import os
 import sys
 from pathlib import Path
@@ -391,7 +391,8 @@ class Source:
                 line = "    "
             line += f"{name}, "
         lines.append(line.rstrip(", ") + ")")
-        return "\n".join(kept) + "\n\n# Section 6 of minidqn.py, the plumbing: imported, not copied\n" + "\n".join(lines)
+        plumbing = "\n\n# Section 6 of minidqn.py, the plumbing: imported, not copied\n"
+        return "\n".join(kept) + plumbing + "\n".join(lines)
 
 
 def _cell(kind: str, text: str, index: int) -> dict:
@@ -426,7 +427,8 @@ def make_notebook(reference: str, solved: bool = False) -> str:
             add("markdown", exercise_markdown(item.number))
             code = "\n\n\n".join(source.unit(u) for u in item.units)
             if f"(exercise {item.number}:" not in code:
-                raise ValueError(f"exercise {item.number}'s block is not in its cell: update exercises/notebook_cells.py")
+                raise ValueError(f"exercise {item.number}'s block is not in its cell: update LAYOUT in "
+                                 f"exercises/notebook_cells.py")
             add("code", code)
             add("code", f"check({item.number})")
         elif item.kind == "setup":
