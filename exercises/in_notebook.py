@@ -32,8 +32,9 @@ if _missing:
 
 import course  # noqa: E402
 
-# The demo's training log: a temporary file, read by show_learning_curve
-LEARNING_LOG = os.path.join(tempfile.mkdtemp(prefix="minidqn-notebook-"), "learning_log.npz")
+# The demo's training log: a temporary file, read by show_learning_curve, removed when the kernel stops
+_LOG_DIR = tempfile.TemporaryDirectory(prefix="minidqn-notebook-")
+LEARNING_LOG = os.path.join(_LOG_DIR.name, "learning_log.npz")
 
 _last_verdicts = {}  # exercise number -> the verdict of its latest check
 
