@@ -175,8 +175,8 @@ TRAIN_NOTE = """# Train it: the CartPole demo, with your code
 Once every check passes, this trains the demo, `run_dqn()` with its defaults (CartPole-v1), with the code of
 the cells above, and prints a line at every periodic evaluation: the greedy return should reach 500, the most
 CartPole allows. It takes about as long as `python minidqn.py`. Until every exercise is written it says which
-are missing instead. As at the end of the tutorial's Part II, you then watch
-your agent: the greedy return over training, and one greedy episode."""
+are missing instead. Then, as at the end of the tutorial's Part II, you watch your agent: the greedy return over
+training, and one greedy episode."""
 
 PLUMBING_NOTE = """## Section 6: the plumbing
 
