@@ -370,11 +370,12 @@ class Source:
         return names
 
     def imports(self) -> str:
-        """minidqn.py's imports and module-level names (not its environment settings, which only work before
-        NumPy loads), then section 6's names that sections 1-5 use, from minidqn."""
+        """minidqn.py's imports and the module-level names that sections 1-5 use (not its BLAS settings, which
+        importing minidqn applies), then section 6's names that sections 1-5 use, imported from minidqn."""
+        used = {n.id for node in self.top.values() for n in ast.walk(node) if isinstance(n, ast.Name)}
         kept, previous = [], None
         for node in self.header:
-            if isinstance(node, ast.Expr):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) and _name(node) not in used:
                 continue
             first = _with_comments(self.lines, _start(node))
             if previous is not None and any(not line.strip() for line in self.lines[previous + 1 : first]):
@@ -382,7 +383,6 @@ class Source:
             kept.append(self.text(first, node.end_lineno - 1).replace("  # noqa: E402", ""))  # minidqn.py's order
             previous = node.end_lineno - 1
         defined = {_name(n) for n in self.plumbing} - {None}
-        used = {n.id for node in self.top.values() for n in ast.walk(node) if isinstance(n, ast.Name)}
         names = sorted(defined & used, key=str.lower)
         lines, line = [], "from minidqn import ("
         for name in names:  # wrapped at 120 characters, the project's line length
