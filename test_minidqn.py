@@ -1,4 +1,4 @@
-"""Tests for minidqn and its exercises. Run with `python -m pytest`: about 60 s on 2 cores (91 tests; the LunarLander
+"""Tests for minidqn and its exercises. Run with `python -m pytest`: 60 to 80 s on 2 cores (91 tests; the LunarLander
 and FlappyBird presets skip without their optional packages), deterministic: every seed is fixed."""
 
 import collections
