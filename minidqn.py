@@ -47,13 +47,26 @@ from dataclasses import dataclass
 from typing import Optional
 
 # One BLAS thread: these matrices are small, and handing them to several threads costs more than it saves.
-# Set before NumPy loads; a setting already in the environment wins.
+# Set before NumPy loads; a setting already in the environment wins. Where NumPy was loaded first (a notebook, a
+# script that imports it before minidqn), the variable comes too late, and threadpoolctl sets the same limit.
+_BLAS_LOADED_UNPINNED = "numpy" in sys.modules and "OPENBLAS_NUM_THREADS" not in os.environ
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
+
+if _BLAS_LOADED_UNPINNED:
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import warnings
+
+        warnings.warn("NumPy was imported before minidqn, so its matrix products may use every core: "
+                      "pip install threadpoolctl (requirements.txt) lets minidqn keep them on one", stacklevel=2)
+    else:
+        threadpool_limits(limits=1, user_api="blas")  # for the whole process, as the variable would have been
 
 # For callers that pass no `rng` (the tutorial's cells). `run_dqn` never uses it: it makes one
 # np.random.Generator per run and hands it to everything that draws random numbers.

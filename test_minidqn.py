@@ -1,4 +1,4 @@
-"""Tests for minidqn and its exercises. Run with `python -m pytest`: about 35 s on 2 cores (91 tests; the LunarLander
+"""Tests for minidqn and its exercises. Run with `python -m pytest`: 60 to 80 s on 2 cores (91 tests; the LunarLander
 and FlappyBird presets skip without their optional packages), deterministic: every seed is fixed."""
 
 import collections
@@ -6,6 +6,7 @@ import importlib.util
 import inspect
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -1694,3 +1695,171 @@ def test_the_comparisons_stop_with_one_line_when_the_pytorch_side_is_missing(tmp
     zoo = ["benchmarks/sb3_zoo.py", "--torch-python", sys.executable, "--seeds", "0", "--name", "never-written"]
     assert_one_line_error(run_benchmark_script(zoo), "PyTorch (torch) is not installed")
     assert not os.path.exists(os.path.join(BENCHMARKS, "results", "never-written.md"))
+
+# ---------------------------------------------------------------------------------------------------------
+# The course as a notebook (exercises/minidqn.ipynb), executed in a real Jupyter kernel
+# ---------------------------------------------------------------------------------------------------------
+
+import notebook_cells  # noqa: E402
+
+NOTEBOOK = os.path.join(HERE, "exercises", "minidqn.ipynb")
+DEMO_CALL = "run_dqn(log_path=LEARNING_LOG)"  # the training cell a learner runs: the demo, run_dqn's defaults
+SHORT_CALL = "run_dqn(n_timesteps=3000, evaluation_interval=1000, n_eval_episodes=2, log_path=LEARNING_LOG)"
+
+
+def notebook_from(text):
+    import nbformat
+
+    nb = nbformat.reads(text, as_version=4)
+    nbformat.validate(nb)
+    return nb
+
+
+def execute(nb, steps, cwd=os.path.join(HERE, "exercises")):
+    """Run `steps` in one fresh Jupyter kernel, whose environment does not pin BLAS threads (as a kernel that Jupyter
+    starts) and whose working folder is `cwd`. A step is a cell of `nb` (a cell that raises fails the test), a
+    string (a cell of its own, run the same way), or (cell, True): a cell that must raise. Returns the cells run
+    that are not in `nb`, and the BLAS threads of the kernel's NumPy at the end."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from nbformat.v4 import new_code_cell
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": cwd}})
+    extra = []
+    probe = "from threadpoolctl import threadpool_info\n" \
+            "print(max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'))"
+    with client.setup_kernel(env=env):
+        for step in [*steps, probe]:
+            cell, must_raise = step if isinstance(step, tuple) else (step, False)
+            if isinstance(cell, str):
+                cell = new_code_cell(cell)
+                extra.append(cell)
+            nb.cells.append(cell)  # nbclient writes each cell back at its index: run them all at the end
+            try:
+                client.execute_cell(cell, len(nb.cells) - 1)
+                assert not must_raise, f"{cell.source!r} did not raise"
+            except CellExecutionError:
+                if not must_raise:
+                    raise
+            finally:
+                nb.cells.pop()
+    return extra[:-1], int(output_text(extra[-1]))
+
+
+def output_text(cell):
+    assert not [o for o in cell.outputs if o.output_type == "error"], f"{cell.source!r} raised"
+    return "".join(o.text for o in cell.outputs if o.output_type == "stream")
+
+
+def check_cells(nb):
+    """exercise number -> its check cell"""
+    return {int(cell.source[len("check("):-1]): cell for cell in nb.cells
+            if cell.cell_type == "code" and re.fullmatch(r"check\(\d+\)", cell.source)}
+
+
+def test_the_committed_notebook_is_what_make_writes_today(tmp_path):
+    result = run_script("make.py", "--notebook", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    with open(NOTEBOOK) as f:
+        committed = f.read()
+    assert (tmp_path / "minidqn.ipynb").read_text() == committed, (
+        "exercises/minidqn.ipynb differs from what `python exercises/make.py --notebook` writes from today's "
+        "minidqn.py: write it again with `python exercises/make.py --notebook exercises --force`")
+    nb = notebook_from(committed)
+    assert all(not cell.get("outputs") for cell in nb.cells), "the committed notebook holds outputs"
+    code = [cell.source for cell in nb.cells if cell.cell_type == "code"]
+    # every exercise: its markdown (an equation in LaTeX), its code cell, its check cell, in that order
+    for number, check_cell in check_cells(nb).items():
+        at = nb.cells.index(check_cell)
+        assert f"(exercise {number}:" in nb.cells[at - 1].source and "$$" in nb.cells[at - 2].source
+    assert sorted(check_cells(nb)) == sorted(course.BY_NUMBER)
+    # the blocks are the .py copy's, marker for marker; the solved notebook's are the reference's own lines
+    assert course.learner_blocks("\n".join(code)) == course.learner_blocks(course.make_copy(REFERENCE_SOURCE))
+    solved = [c.source for c in notebook_from(notebook_cells.make_notebook(REFERENCE_SOURCE, solved=True)).cells
+              if c.cell_type == "code"]
+    for exercise in course.EXERCISES:
+        assert course.hybrid(REFERENCE_SOURCE, "\n".join(solved), exercise.number) == REFERENCE_SOURCE
+    assert run_script("make.py", "--notebook", str(tmp_path)).returncode == 2  # a learner's work is never overwritten
+
+
+def code_cells(nb):
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def test_the_blank_notebook_runs_to_the_end_and_every_check_says_not_started(tmp_path):
+    with open(NOTEBOOK) as f:
+        nb = notebook_from(f.read())
+    # Opened outside a clone, the first cell says so in one line (and stops Run All); then, from the repository,
+    # every cell runs (any cell that raises fails the test)
+    outside = f"import os\nos.chdir({str(tmp_path)!r})"
+    back = f"os.chdir({os.path.join(HERE, 'exercises')!r})"
+    (_, setup, _), blas_threads = execute(nb, [outside, (code_cells(nb)[0].source, True), back, *code_cells(nb)])
+    lines = "".join(o.get("text", "") for o in setup.outputs).strip().splitlines()
+    assert len(lines) == 1 and "runs from a clone of minidqn" in lines[0], setup.outputs
+    for number, cell in check_cells(nb).items():
+        assert output_text(cell).split("\n")[0].endswith("not started"), output_text(cell)
+    training = [cell for cell in nb.cells if DEMO_CALL in cell.source]
+    assert len(training) == 1 and output_text(training[0]).startswith("Not yet: exercises 1, 2, 3")
+    # NumPy was loaded before minidqn in the kernel, yet its matrix products run on one thread
+    assert blas_threads == 1
+
+
+def test_the_solved_notebook_fails_a_mistake_alone_then_passes_every_check_trains_and_shows_the_agent(tmp_path):
+    nb = notebook_from(notebook_cells.make_notebook(REFERENCE_SOURCE, solved=True))
+    training = [cell for cell in nb.cells if DEMO_CALL in cell.source]
+    assert len(training) == 1
+    training[0].source = training[0].source.replace(DEMO_CALL, SHORT_CALL)  # the demo's cell, on a shorter budget
+    at = nb.cells.index(training[0])
+    demo = code_cells(nb)[code_cells(nb).index(training[0]):]  # training, the curve, the agent
+    definitions = [cell for cell in code_cells(nb)[:code_cells(nb).index(training[0])] if cell.source[:6] != "check("]
+    # Three mistakes: a sign flipped in the backward pass, a typo (a name that does not exist), a syntax error
+    number, right, wrong, message = next(m for m in MISTAKES if m[0] == 9)
+    mistakes = {9: (right, wrong), 6: ("current_step / max_steps", "current_step / max_step"),
+                2: ("batch_indices = self.rng.integers(0, len(self), batch_size)",
+                    "batch_indices = self.rng.integers(0, len(self), batch_size")}
+    fixed, broken = {}, {}
+    for n, (text, typo) in mistakes.items():
+        cells = [cell for cell in definitions if f"(exercise {n}:" in cell.source and text in cell.source]
+        assert len(cells) == 1, f"exercise {n}: the mistake's text is not in its cell"
+        fixed[n], broken[n] = cells[0].source, cells[0]
+        cells[0].source = cells[0].source.replace(text, typo)
+    checks = check_cells(nb)
+    steps = [(cell, cell is broken[2]) for cell in definitions]  # the syntax error's cell raises, as it should
+    steps += [checks[n] for n in sorted(checks)]
+    # then corrected: every definition run again in order (a class's later cells add to its first), their checks
+    # again, and the demo
+    corrected = {id(broken[n]): fixed[n] for n in mistakes}
+    steps += [corrected.get(id(cell), cell.source) for cell in definitions]
+    steps += [f"check({n})" for n in sorted(mistakes)]
+    steps += demo
+    extra, _ = execute(nb, steps)
+    rechecks = [cell for cell in extra if cell.source.startswith("check(")]
+    out = {n: output_text(cell).rstrip("\n").split("\n") for n, cell in checks.items()}
+    for n in sorted(checks):
+        assert out[n][0].endswith("fail" if n in mistakes else "pass"), (n, out[n])  # a mistake fails no other
+    assert "NameError: name 'max_step' is not defined" in out[6][1], out[6]
+    assert "SyntaxError" in "\n".join(out[2]), out[2]
+    # exercise 9: exactly what check.py says of the same mistake in the .py copy
+    (tmp_path / "minidqn.py").write_text(course.make_copy(REFERENCE_SOURCE, solved=True).replace(right, wrong))
+    result = run_script("check.py", str(tmp_path), "--exercise", "9")
+    assert any(message in line for line in out[9]) and out[9] == result.stdout.rstrip("\n").split("\n")[:-1], \
+        (out[9], result.stdout)
+    for n, cell in zip(sorted(mistakes), rechecks):
+        assert output_text(cell).rstrip().endswith("pass"), output_text(cell)
+    assert "Done after 3000 steps" in output_text(training[0])
+    shown = [o.get("data", {}) for cell in nb.cells[at:] for o in cell.get("outputs", [])]
+    assert any("image/png" in data for data in shown), "no learning curve shown"
+    assert any("image/gif" in data for data in shown), "no agent shown"
+
+
+def test_numpy_imported_before_minidqn_still_gets_one_blas_thread():
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    probe = ("import numpy, minidqn\nfrom threadpoolctl import threadpool_info\n"
+             "print(max(i['num_threads'] for i in threadpool_info() if i['user_api'] == 'blas'))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=HERE, env=env)
+    assert result.stdout.strip() == "1", result.stderr
+    # a setting already in the environment still wins
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=HERE,
+                            env={**env, "OPENBLAS_NUM_THREADS": "2"})
+    assert result.stdout.strip() == "2", result.stderr

@@ -73,25 +73,33 @@ def _forget_modules() -> None:
             del sys.modules[name]
 
 
+# pytest rewrites the asserts of test_minidqn.py on every import; its bytecode cache spares the repeats, also
+# where PYTHONDONTWRITEBYTECODE is set. The cache goes to a temporary folder of this process, never the repo.
+_BYTECODE = tempfile.TemporaryDirectory(prefix="minidqn-check-bytecode-")
+
+
 def run_tests(module_source: str, tests: list) -> list:
     """Run `tests` (node ids of test_minidqn.py) with `module_source` as minidqn; return _Reports.results."""
     import pytest
 
+    saved_bytecode = sys.dont_write_bytecode, sys.pycache_prefix
     with tempfile.TemporaryDirectory(prefix="minidqn-check-") as tmp:
         with open(os.path.join(tmp, "minidqn.py"), "w") as f:
             f.write(module_source)
         _forget_modules()
         sys.path[:0] = [tmp, course.ROOT]  # the module under test first; plots and the tests from the repo
         reports = _Reports()
-        args = ["-q", "-p", "no:cacheprovider", "--import-mode=importlib", "-o", "addopts=",
+        args = ["-q", "-p", "no:cacheprovider", "--color=no", "--import-mode=importlib", "-o", "addopts=",
                 "--rootdir", course.ROOT, "-W", "ignore::UserWarning"]
         args += [os.path.join(course.ROOT, test) for test in tests]
         try:
+            sys.dont_write_bytecode, sys.pycache_prefix = False, _BYTECODE.name
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
                     warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 pytest.main(args, plugins=[reports])
         finally:
+            sys.dont_write_bytecode, sys.pycache_prefix = saved_bytecode
             del sys.path[:2]
             _forget_modules()
     return reports.results
@@ -139,6 +147,12 @@ def syntax_error(error: SyntaxError, copy: str, number: int) -> str:
     return f"SyntaxError in the block of exercise {number}: {error.msg}" + (f": {text.strip()}" if text else "")
 
 
+def report(number: int, verdict: str, details: list) -> str:
+    """What a check prints for one exercise (here and in the notebook): its line, then each detail."""
+    title = course.BY_NUMBER[number].title
+    return "\n".join([f"exercise {number:>2}  {title:<62} {verdict}"] + [f"      {line}" for line in details])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     course.add_arguments(parser, "check")
@@ -156,12 +170,9 @@ def main(argv=None) -> int:
     numbers = args.exercise or sorted(course.BY_NUMBER)
     passed = 0
     for number in numbers:
-        exercise = course.BY_NUMBER[number]
         verdict, details = check_exercise(copy, reference, number)
         passed += verdict == "pass"
-        print(f"exercise {number:>2}  {exercise.title:<62} {verdict}", flush=True)
-        for line in details:
-            print(f"      {line}")
+        print(report(number, verdict, details), flush=True)
     print(f"{passed} of {len(numbers)} passed")
     if passed == len(numbers) == len(course.EXERCISES):
         print(f"Every exercise passes: `python {path}` trains the CartPole demo with your code.")

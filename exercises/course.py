@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -256,7 +257,9 @@ def learner_blocks(copy: str) -> dict:
         stripped = line.strip()
         if stripped.startswith(BEGIN + " (exercise "):
             number = int(stripped[len(BEGIN + " (exercise "):].split(":")[0])
-            index = counters.get(number, 0)
+            # the label says which piece it is ("..., part 2 of 3)"); a notebook's cell may hold only that one
+            part = re.search(r", part (\d+) of \d+\)$", stripped)
+            index = int(part.group(1)) - 1 if part else counters.get(number, 0)
             counters[number] = index + 1
             current, lines = (number, index), []
         elif stripped.startswith(END) and current is not None:
