@@ -105,7 +105,7 @@ def run_tests(module_source: str, tests: list) -> list:
     return reports.results
 
 
-def check_exercise(copy: str, reference: str, number: int) -> tuple:
+def check_exercise(copy: str, reference: str, number: int, copy_name: str | None = "your minidqn.py") -> tuple:
     """("pass" | "not started" | "fail" | "waits", lines to print) for one exercise of the learner's copy."""
     exercise = course.BY_NUMBER[number]
     try:
@@ -118,7 +118,7 @@ def check_exercise(copy: str, reference: str, number: int) -> tuple:
     try:
         compile(source, "<exercise>", "exec")  # not a real file name: Python would quote that file's line
     except SyntaxError as e:  # said with its line in the learner's copy, not in the module checked
-        return "fail", [syntax_error(e, copy, number)]
+        return "fail", [syntax_error(e, copy, number, copy_name)]
     results = run_tests(source, exercise.tests)
     failed = [(name, message) for name, outcome, message in results if outcome == "failed"]
     if not results:
@@ -131,9 +131,10 @@ def check_exercise(copy: str, reference: str, number: int) -> tuple:
     return "fail", [f"{name}: {summary(message)}" for name, message in failed]
 
 
-def syntax_error(error: SyntaxError, copy: str, number: int) -> str:
-    """A syntax error in exercise `number`'s blocks, with the line number it has in the learner's copy (the module
-    checked is the reference around those blocks, so its own line numbers would mislead)."""
+def syntax_error(error: SyntaxError, copy: str, number: int, copy_name: str | None) -> str:
+    """A syntax error in exercise `number`'s blocks, with the line number it has in the learner's copy `copy_name`
+    (the module checked is the reference around those blocks, so its own line numbers would mislead); None: the
+    copy is only the blocks (a notebook's cells), and the line is quoted instead."""
     text = (error.text or "").rstrip()
     inside = False
     for lineno, line in enumerate(copy.splitlines(), start=1):
@@ -142,8 +143,8 @@ def syntax_error(error: SyntaxError, copy: str, number: int) -> str:
             inside = True
         elif stripped.startswith(course.END):
             inside = False
-        elif inside and text and line.rstrip() == text:
-            return f"SyntaxError at line {lineno} of your minidqn.py: {error.msg}: {stripped}"
+        elif inside and text and line.rstrip() == text and copy_name is not None:
+            return f"SyntaxError at line {lineno} of {copy_name}: {error.msg}: {stripped}"
     return f"SyntaxError in the block of exercise {number}: {error.msg}" + (f": {text.strip()}" if text else "")
 
 
