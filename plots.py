@@ -134,15 +134,18 @@ def train_seeds(seeds, run_kwargs: dict, out_dir: str, processes: int | None = N
 def load_log(path: str) -> dict:
     """Read one log back (run_dqn's `log_path`): the arrays it recorded, its config, and, when plots.py trained
     it to the end, the final evaluation (final_returns, final_mean, final_std)."""
+    what = "a training log (minidqn.py --log-path, or plots.py's seed<N>_log.npz)"
     try:
         with np.load(path, allow_pickle=False) as data:
             log = {k: data[k] for k in data.files}
-        log["config"] = json.loads(str(log["config"]))
     except FileNotFoundError:
         raise ValueError(f"no such log: {path}") from None
-    except Exception as e:  # not an .npz, or an .npz of something else
-        raise ValueError(f"{path} is not a training log (minidqn.py --log-path, or plots.py's seed<N>_log.npz): "
-                         f"{type(e).__name__}") from e
+    except Exception as e:  # not an .npz at all
+        raise ValueError(f"{path} is not {what}: NumPy cannot read it as an .npz") from e
+    if "config" not in log:
+        kind = "a network saved with --save" if "minidqn_meta" in log else f"arrays {sorted(log)}"
+        raise ValueError(f"{path} is not {what}: it holds {kind}")
+    log["config"] = json.loads(str(log["config"]))
     log["path"] = path
     log["seed"] = int(log.get("seed", log["config"]["seed"]))
     if "final_returns" in log:
@@ -211,7 +214,7 @@ def band(ax, x, per_seed: np.ndarray, color: str, label: str) -> None:
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns (no data in a bin yet) stay NaN
         q25, q50, q75 = np.nanpercentile(per_seed, [25, 50, 75], axis=0)
     ax.fill_between(x, q25, q75, color=color, alpha=0.25, linewidth=0, label="interquartile range")
-    ax.plot(x, q50, color=color, linewidth=2, label=label)
+    ax.plot(x, q50, color=color, linewidth=2, label=label, marker="o" if len(x) < 3 else None)  # a lone point shows
 
 
 def count_seeds(logs: list) -> str:

@@ -184,10 +184,12 @@ def test_tutorial_part2_update_smoke(cartpole):
 
 
 def test_linear_schedule_clips_and_goes_both_ways():
-    assert linear_schedule(1.0, 0.0, 5, 10) == pytest.approx(0.5)
-    assert linear_schedule(1.0, 0.0, 50, 10) == 0.0  # constant after max_steps
-    assert linear_schedule(0.0, 2.0, 5, 10) == pytest.approx(1.0)  # increasing
-    assert linear_schedule(0.0, 2.0, 11, 10) == 2.0
+    # (initial, final, step, max_steps) -> the value; each failure names the call
+    cases = [((1.0, 0.0, 5, 10), 0.5), ((1.0, 0.0, 50, 10), 0.0),  # constant after max_steps
+             ((0.0, 2.0, 5, 10), 1.0), ((0.0, 2.0, 11, 10), 2.0)]  # increasing
+    for args, expected in cases:
+        got = linear_schedule(*args)
+        assert got == pytest.approx(expected), f"linear_schedule{args} returned {got}, expected {expected}"
 
 
 def test_collect_one_step_prints_the_tutorial_episode_line(capsys):
@@ -1531,6 +1533,8 @@ def test_the_learners_copy_is_made_from_the_reference_deterministically(tmp_path
 
 
 def test_check_says_not_started_for_the_blank_copy_and_passes_the_solutions(tmp_path):
+    result = run_script("check.py", "6")  # an exercise's number where the folder goes: say what was meant
+    assert result.returncode == 2 and "python exercises/check.py --exercise 6" in result.stderr, result.stderr
     run_script("make.py", str(tmp_path / "blank"))
     result = run_script("check.py", str(tmp_path / "blank"))
     assert result.returncode == 1 and "Traceback" not in result.stderr
@@ -1693,6 +1697,14 @@ def test_the_comparisons_stop_with_one_line_when_the_pytorch_side_is_missing(tmp
     zoo = ["benchmarks/sb3_zoo.py", "--torch-python", sys.executable, "--seeds", "0", "--name", "never-written"]
     assert_one_line_error(run_benchmark_script(zoo), "PyTorch (torch) is not installed")
     assert not os.path.exists(os.path.join(BENCHMARKS, "results", "never-written.md"))
+    # without the PyTorch side, --speed would replace the SB3 comparison in speed.md: refused, unless named
+    with open(os.path.join(BENCHMARKS, "results", "speed.md"), "rb") as f:
+        before = f.read()
+    result = run_benchmark_script(["benchmarks/benchmark.py", "--speed", "--repeats", "1"])
+    assert result.returncode == 2 and "would overwrite speed.md" in result.stderr, result.stderr
+    with open(os.path.join(BENCHMARKS, "results", "speed.md"), "rb") as f:
+        assert f.read() == before
+
 
 # ---------------------------------------------------------------------------------------------------------
 # The course as a notebook (exercises/minidqn.ipynb), executed in a real Jupyter kernel

@@ -259,6 +259,10 @@ def main(argv=None, command: str | None = None) -> int:
             parser.error(f"--repeats must be >= 1, got {args.repeats}")
         if args.tutorial_path and not args.torch_python:
             parser.error("--tutorial-path is for the tutorial's timing, which needs --torch-python")
+        if args.speed and not args.torch_python and not args.name:  # speed.md holds the SB3 and tutorial timings
+            parser.error("--speed without --torch-python times minidqn alone, and would overwrite speed.md (the "
+                         "comparison with SB3 and the tutorial): name the PyTorch environment's Python with "
+                         "--torch-python (benchmarks/README.md), or give --name NAME for a minidqn-only file")
         try:
             text = speed(args.repeats, args.torch_python, command, args.baseline, args.tutorial_path) \
                 if args.speed else demo(args.repeats, command, args.baseline)

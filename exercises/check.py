@@ -163,8 +163,12 @@ def main(argv=None) -> int:
         with open(path) as f:
             copy = f.read()
     except OSError as e:
-        print(f"error: cannot read {path} ({e.strerror}); write it first: python exercises/make.py {args.dir}",
-              file=sys.stderr)
+        if args.dir.isdigit() and not os.path.exists(args.dir):  # `check.py 6`: an exercise, not a folder
+            print(f"error: {args.dir} is read as the copy's folder; to check exercise {args.dir}: "
+                  f"python exercises/check.py --exercise {args.dir}", file=sys.stderr)
+        else:
+            print(f"error: cannot read {path} ({e.strerror}); write it first: python exercises/make.py {args.dir}",
+                  file=sys.stderr)
         return 2
     with open(course.REFERENCE) as f:
         reference = f.read()
