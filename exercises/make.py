@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         exercise = course.BY_NUMBER[number]
         print(f"  {number:>2}. {exercise.title}   ({exercise.part})")
     if args.notebook:
-        print(f"open it in Jupyter, JupyterLab or VS Code from inside the repository; each exercise has its check cell")
+        print("open it in Jupyter, JupyterLab or VS Code from inside the repository; each exercise has its check cell")
     else:
         print(f"check it: python exercises/check.py {args.dir}")
     return 0
