@@ -1236,29 +1236,29 @@ def test_preset_overrides_through_the_api_and_the_cli(tmp_path):
     import plots
 
     api_log, cli_log = tmp_path / "api.npz", tmp_path / "cli.npz"
-    run_dqn(**{**minidqn.PRESETS["Acrobot-v1"], "n_timesteps": 200, "batch_size": 32, "evaluation_interval": 0,
+    run_dqn(**{**minidqn.PRESETS["MountainCar-v0"], "n_timesteps": 200, "batch_size": 32, "evaluation_interval": 0,
                "verbose": 0, "log_path": str(api_log)})
-    result = run_cli("--env-id", "Acrobot-v1", "--n-timesteps", "200", "--batch-size", "32",
+    result = run_cli("--env-id", "MountainCar-v0", "--n-timesteps", "200", "--batch-size", "32",
                      "--evaluation-interval", "0", "--log-path", str(cli_log))
     assert result.returncode == 0, result.stderr
     for path in (api_log, cli_log):
         config = plots.load_log(str(path))["config"]
         assert config["batch_size"] == 32 and config["n_timesteps"] == 200  # overridden
-        assert config["learning_rate"] == minidqn.PRESETS["Acrobot-v1"]["learning_rate"]  # from the preset
-        assert config["target_network_update_interval"] == 250
+        assert config["learning_rate"] == minidqn.PRESETS["MountainCar-v0"]["learning_rate"]  # from the preset
+        assert config["target_network_update_interval"] == 600
 
 
 def test_run_dqn_signature_is_what_runs_and_env_without_preset_gets_a_note(tmp_path):
     import plots
 
     # run_dqn(env_id=X) runs the signature's defaults: no preset is applied behind the caller's back
-    log = tmp_path / "acrobot.npz"
-    run_dqn(env_id="Acrobot-v1", n_timesteps=50, learning_starts=10, evaluation_interval=0, verbose=0,
+    log = tmp_path / "mountaincar.npz"
+    run_dqn(env_id="MountainCar-v0", n_timesteps=50, learning_starts=10, evaluation_interval=0, verbose=0,
             log_path=str(log))
     config = plots.load_log(str(log))["config"]
     defaults = {k: p.default for k, p in inspect.signature(run_dqn).parameters.items()}
     for key in ("learning_rate", "batch_size", "target_network_update_interval", "weight_averaging_rate"):
-        assert config[key] == defaults[key] != minidqn.PRESETS["Acrobot-v1"][key]
+        assert config[key] == defaults[key] != minidqn.PRESETS["MountainCar-v0"][key]
     # the command line says when an env has no row
     result = run_cli("--env-id", "CartPole-v0", "--n-timesteps", "50", "--learning-starts", "10",
                      "--evaluation-interval", "0")
