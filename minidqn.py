@@ -1109,12 +1109,12 @@ def check_run_dqn_arguments(config: dict) -> None:
         check_positive("final_learning_rate", config["final_learning_rate"])
     if config["max_grad_norm"] is not None:  # 0 would zero every gradient, a negative norm flip them
         check_positive("max_grad_norm", config["max_grad_norm"])
-    paths = [config[name] for name in ("save_path", "log_path") if config[name] is not None]
-    for name in ("save_path", "log_path"):  # fail now, not after training
-        if config[name] is not None:
-            check_output_path(name, config[name])
-    if len(paths) == 2 and os.path.abspath(paths[0]) == os.path.abspath(paths[1]):
-        raise ArgumentError("log_path", f"{{name}} and save_path are the same file, {paths[0]!r}: the log "
+    save_path, log_path = config["save_path"], config["log_path"]
+    for name, path in (("save_path", save_path), ("log_path", log_path)):  # fail now, not after training
+        if path is not None:
+            check_output_path(name, path)
+    if save_path is not None and log_path is not None and os.path.abspath(save_path) == os.path.abspath(log_path):
+        raise ArgumentError("log_path", f"{{name}} and save_path are the same file, {save_path!r}: the log "
                                         "would overwrite the network")
 
 
