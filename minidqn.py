@@ -24,7 +24,9 @@ Sources
 - Time limits bootstrap: Pardo et al. 2018, "Time Limits in Reinforcement Learning", ICML.
 - Averaging the weights that play: Polyak & Juditsky 1992, "Acceleration of Stochastic Approximation by
   Averaging", SIAM J. Control Optim. 30; in deep RL, Nikishin et al. 2018, "Improving Stability in Deep
-  Reinforcement Learning with Weight Averaging", UAI workshop.
+  Reinforcement Learning with Weight Averaging", UAI workshop. A window that grows with the run: Shamir & Zhang
+  2013, "Stochastic Gradient Descent for Non-smooth Optimization: Convergence Results and Optimal Averaging
+  Schemes", ICML (polynomial-decay averaging).
 - Scaled inputs: LeCun et al. 1998, "Efficient BackProp", in Neural Networks: Tricks of the Trade (4.3).
 - The API (names, signatures, check cells): Raffin, RLSS 2023 DQN tutorial,
   https://github.com/araffin/rlss23-dqn-tutorial
@@ -800,6 +802,10 @@ def run_dqn(
     # The policy that plays is an average of the recent gradient steps' weights (Polyak & Juditsky 1992;
     # Nikishin et al. 2018): DQN's late swings between good and bad policies average out
     weight_averaging_rate: Optional[float] = 5e-4,
+    # ...over a window that grows with the run (its last 5%): a constant rate alone would keep the initial weights
+    # in the average for thousands of steps, and the policy would lag far behind what the online network has
+    # learned (polynomial-decay averaging, Shamir & Zhang 2013; benchmarks/results/tune25-*.md)
+    weight_averaging_window: Optional[float] = 0.05,
     eval_render_mode: Optional[str] = None,  # tutorial: "human" to watch the evaluations
     save_path: Optional[str] = None,
     log_path: Optional[str] = None,
@@ -840,8 +846,11 @@ def run_dqn(
         target = target + tau * (online - target) after every gradient step
     :param weight_averaging_rate: The policy that plays (periodic evaluations, the saved and returned network) is
         an exponential moving average of the online weights, avg = avg + rate * (online - avg) after every
-        gradient step (Polyak & Juditsky 1992; Nikishin et al. 2018). None: the online network plays, as in the
-        tutorial
+        gradient step (Polyak & Juditsky 1992; Nikishin et al. 2018); with weight_averaging_window, the smallest
+        rate. None: the online network plays, as in the tutorial
+    :param weight_averaging_window: The average spans about this fraction of the gradient steps taken so far, and
+        at most 1 / weight_averaging_rate steps: at the k-th step the rate is
+        min(1, max(weight_averaging_rate, 1 / (weight_averaging_window * k))). None: the constant rate alone
     :param eval_render_mode: Render mode of the evaluation env: None, "human" (a window) or "rgb_array"
     :param save_path: Save the trained network here (.npz) at the end, or when interrupted
     :param log_path: Write the training log here (.npz) at the end, or when interrupted
@@ -908,7 +917,10 @@ def run_dqn(
                         if target_network_update_interval is None:
                             q_target_net.polyak_update(q_net, tau)  # soft update: target += tau * (online - target)
                         if policy_net is not q_net:
-                            policy_net.polyak_update(q_net, weight_averaging_rate)  # avg += rate * (online - avg)
+                            rate = weight_averaging_rate
+                            if weight_averaging_window is not None:  # k = optimizer.n_steps gradient steps so far
+                                rate = min(1.0, max(rate, 1 / (weight_averaging_window * optimizer.n_steps)))
+                            policy_net.polyak_update(q_net, rate)  # avg += rate * (online - avg)
                         log.update(current_step, loss)
 
                 if evaluation_interval > 0 and current_step % evaluation_interval == 0:
@@ -1098,7 +1110,7 @@ def check_run_dqn_arguments(config: dict) -> None:
     check_choice("eval_render_mode", config["eval_render_mode"], (None, "human", "rgb_array"))
     check_choice("verbose", config["verbose"], (0, 1, 2))
     # (0, 1]: tau 0 would never move the target; 0 averaging would keep the initial weights playing
-    for name in ("tau", "weight_averaging_rate"):
+    for name in ("tau", "weight_averaging_rate", "weight_averaging_window"):
         if config[name] is not None and (not is_number(config[name]) or not 0 < config[name] <= 1):
             raise ArgumentError(name, f"{{name}} must be in (0, 1]{' or None' * (name != 'tau')}, "
                                       f"got {config[name]!r}")
@@ -1277,7 +1289,8 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
 PRESETS = {
     "CartPole-v1": dict(env_id="CartPole-v1"),  # run_dqn's defaults
     # The CartPole demo's settings written out (64 units, batch 256, a gradient step every 4 env steps, step size
-    # 5e-3, the soft target, the averaged weights), for RL Zoo's budget of 100k env steps, on raw observations:
+    # 5e-3, the soft target, the weights averaged at the constant rate it was measured with), for RL Zoo's budget
+    # of 100k env steps, on raw observations:
     # Acrobot's velocity bounds are loose, and scaled by them most tuning seeds failed. Every tuning seed solved,
     # in less than half the time of RL Zoo's row (tune22-acrobot-*.md; reliability-Acrobot-v1-zoo-row.md)
     "Acrobot-v1": dict(env_id="Acrobot-v1", n_timesteps=100_000, learning_rate=5e-3, batch_size=256,
@@ -1285,7 +1298,8 @@ PRESETS = {
                        target_network_update_interval=None, tau=0.2, update_interval=4, gradient_steps=1,
                        loss_fn="mse", max_grad_norm=None,
                        exploration_fraction=0.1, exploration_final_eps=0.04, n_hidden_units=64,
-                       evaluation_interval=10_000, weight_averaging_rate=5e-4, scale_observations=False),
+                       evaluation_interval=10_000, weight_averaging_rate=5e-4, weight_averaging_window=None,
+                       scale_observations=False),
     # RL Zoo's row as SB3 runs it: Huber, gradient norm clipped at 10, and SB3's rhythm of 16 env steps with
     # the network held still, then 8 gradient steps in a row. The held behaviour policy is what reaches the
     # flag: with one gradient step every 2 env steps no tuning seed did (mc-rhythm-2-1.md, mc-spread-held16.md).
@@ -1296,7 +1310,8 @@ PRESETS = {
                            target_network_update_interval=600, update_interval=16, gradient_steps=8,
                            loss_fn="huber", max_grad_norm=10.0, exploration_fraction=0.2,
                            exploration_final_eps=0.07, n_hidden_units=256, evaluation_interval=10_000,
-                           n_steps=3, weight_averaging_rate=3e-4, scale_observations=False),
+                           n_steps=3, weight_averaging_rate=3e-4, weight_averaging_window=None,
+                           scale_observations=False),
     # RL Zoo's row for LunarLander-v2, with one gradient step every 4 env steps where SB3 takes 4, MSE without
     # clipping where SB3 has Huber clipped at 10, 200k env steps where the zoo has 100k, and the averaged
     # weights playing: more seeds solved than the row as SB3 runs it, in less time (lunarlander-zoo-sb3.md,
@@ -1306,7 +1321,7 @@ PRESETS = {
                            target_network_update_interval=250, update_interval=4, gradient_steps=1, loss_fn="mse",
                            max_grad_norm=None, exploration_fraction=0.12, exploration_final_eps=0.1,
                            n_hidden_units=256, evaluation_interval=20_000, weight_averaging_rate=3e-4,
-                           scale_observations=False),
+                           weight_averaging_window=None, scale_observations=False),
     # The RLSS tutorial's own FlappyBird-v0 run (Part II notebook), on the 12-feature observation (ENV_KWARGS)
     "FlappyBird-v0": dict(env_id="FlappyBird-v0", n_timesteps=500_000, replay_buffer_size=100_000,
                           target_network_update_interval=250, learning_starts=10_000, exploration_initial_eps=1.0,

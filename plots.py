@@ -3,6 +3,7 @@
     python plots.py                          # the demo configuration, 8 seeds, figures in runs/plots/
     python plots.py --seeds 16 --out DIR     # more seeds, another folder
     python plots.py --n-timesteps 20000      # any run_dqn flag passes through
+                                             # (the runs evaluate 25 times, unless --evaluation-interval is given)
     python plots.py --redraw --out DIR       # redraw from the logs in DIR, without training again
     python plots.py LOG.npz [LOG.npz ...]    # draw the logs of `python minidqn.py --log-path LOG.npz` runs
 
@@ -47,6 +48,9 @@ import minidqn  # noqa: E402
 N_FINAL_EPISODES = 100  # greedy episodes of the final weights: what "solved" is judged on
 FINAL_EVAL_SEED_OFFSET = 10_000  # the final evaluation env is seeded with seed + this, never a training seed
 DEFAULT_SEEDS = 8
+# plots.py's own runs evaluate this many times over the run, unless --evaluation-interval says otherwise: a curve
+# needs more points than the demo's progress lines give, and evaluations change nothing in training
+CURVE_POINTS = 25
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -520,6 +524,14 @@ def run_kwargs_from(args: argparse.Namespace) -> dict:
     return {**minidqn.PRESETS.get(given.get("env_id", "CartPole-v1"), {}), **given}
 
 
+def curve_kwargs(run_kwargs: dict) -> dict:
+    """The run_dqn keywords of plots.py's own runs: evaluations CURVE_POINTS times over the run, unless given."""
+    if "evaluation_interval" in run_kwargs:
+        return run_kwargs
+    n_timesteps = run_kwargs.get("n_timesteps", inspect.signature(minidqn.run_dqn).parameters["n_timesteps"].default)
+    return {**run_kwargs, "evaluation_interval": max(1, n_timesteps // CURVE_POINTS)}
+
+
 def check_out_dir(out_dir: str) -> None:
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -539,7 +551,7 @@ def main(argv=None) -> int:
             if args.redraw:
                 logs_by_variant = load_ablation(args.out)
             else:
-                run_kwargs = run_kwargs_from(args)
+                run_kwargs = curve_kwargs(run_kwargs_from(args))
                 seeds = list(range(args.first_seed, args.first_seed + args.seeds))
                 logs_by_variant = train_ablation(seeds, run_kwargs, args.out, args.processes)
             path = os.path.join(args.out, "ablation.png")
@@ -553,7 +565,7 @@ def main(argv=None) -> int:
         else:
             if args.seeds < 1:
                 raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-            run_kwargs = run_kwargs_from(args)
+            run_kwargs = curve_kwargs(run_kwargs_from(args))
             minidqn.make_env(run_kwargs.get("env_id", "CartPole-v1")).close()  # fail fast on a bad env id
             seeds = list(range(args.first_seed, args.first_seed + args.seeds))
             print(f"training {len(seeds)} seeds on {min(len(seeds), args.processes or os.cpu_count() or 1)} "

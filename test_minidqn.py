@@ -801,6 +801,7 @@ BAD_ARGUMENTS = [
     ({"tau": 0.0}, r"tau must be in \(0, 1\], got 0.0"),  # the target would never move
     ({"weight_averaging_rate": 2.0}, r"weight_averaging_rate must be in \(0, 1\] or None"),
     ({"weight_averaging_rate": 0.0}, r"weight_averaging_rate must be in \(0, 1\] or None"),
+    ({"weight_averaging_window": 0.0}, r"weight_averaging_window must be in \(0, 1\] or None"),
     ({"eval_render_mode": "window"}, "eval_render_mode must be one of"),
     ({"save_path": "/no/such/folder/q.npz"}, "save_path: cannot write /no/such/folder/q.npz: its folder "
                                              "/no/such/folder does not exist"),
@@ -1141,6 +1142,15 @@ def test_plots_end_to_end_on_two_seeds(tmp_path):
     assert all((out / name).stat().st_size > 10_000 for name in expected)
 
 
+def test_plots_own_runs_evaluate_often_enough_for_a_curve_unless_told():
+    import plots
+
+    demo_steps = inspect.signature(run_dqn).parameters["n_timesteps"].default
+    assert plots.curve_kwargs({})["evaluation_interval"] == demo_steps // plots.CURVE_POINTS
+    assert plots.curve_kwargs({"n_timesteps": 10_000}) == {"n_timesteps": 10_000, "evaluation_interval": 400}
+    assert plots.curve_kwargs({"evaluation_interval": 0}) == {"evaluation_interval": 0}  # a flag given wins
+
+
 def test_plots_bad_arguments(tmp_path, capsys):
     import plots
 
@@ -1391,7 +1401,7 @@ def test_run_dqn_no_target_has_the_tutorial_signature():
 
 def test_weight_averaging_plays_the_average_and_leaves_training_alone(monkeypatch):
     seen = spy_on_updates(monkeypatch)
-    averaged = run_dqn(**{**TUTORIAL, "weight_averaging_rate": 0.01})
+    averaged = run_dqn(**{**TUTORIAL, "weight_averaging_rate": 0.01, "weight_averaging_window": None})
     online_final = run_dqn(**TUTORIAL)  # the same run, the online weights playing
     # recompute the average by hand from the online weights after every update
     onlines = [online for online, _ in seen[1:250]] + [online_final.flat_params]  # after updates 1..250
@@ -1403,6 +1413,23 @@ def test_weight_averaging_plays_the_average_and_leaves_training_alone(monkeypatc
     # a rate of 1 copies the online weights after every update: the same network as no averaging
     np.testing.assert_array_equal(run_dqn(**{**TUTORIAL, "weight_averaging_rate": 1.0}).flat_params,
                                   online_final.flat_params)
+
+
+def test_weight_averaging_window_grows_with_the_run(monkeypatch):
+    seen = spy_on_updates(monkeypatch)
+    averaged = run_dqn(**{**TUTORIAL, "weight_averaging_rate": 0.05, "weight_averaging_window": 0.1})
+    online_final = run_dqn(**TUTORIAL)
+    onlines = [online for online, _ in seen[1:250]] + [online_final.flat_params]  # after updates 1..250
+    average = seen[0][0].copy()
+    rates = [min(1.0, max(0.05, 1 / (0.1 * k))) for k in range(1, 251)]
+    # copies for ten steps, then 1 / (0.1 k), until the rate 0.05 binds after step 200
+    assert rates[:10] == [1.0] * 10 and rates[20] == pytest.approx(1 / 2.1) and rates[-1] == 0.05
+    for online, rate in zip(onlines, rates):
+        average += rate * (online - average)
+    np.testing.assert_allclose(averaged.flat_params, average, rtol=1e-5, atol=1e-6)
+    # the first ten steps copy the online weights: nothing of the initial weights is left in the average
+    constant = run_dqn(**{**TUTORIAL, "weight_averaging_rate": 0.05, "weight_averaging_window": None})
+    assert not np.allclose(averaged.flat_params, constant.flat_params)
 
 
 def test_evaluate_policy_records_a_gif(tmp_path, monkeypatch):
