@@ -3,9 +3,9 @@
 minidqn.py writes every step in its textbook form: Adam's equations one per line, the tutorial's five arrays
 for the replay buffer, the Polyak update as p += tau * (p_other - p). This script patches in a faster form of
 each (Adam computed in place into one scratch vector; the five arrays as views into one array of records,
-sampled in one gather; an in-place Polyak update) and times every variant in fresh processes, alternating, on
-the demo and on the same-work configuration. Each pair computes the same numbers. A fast form would go into
-minidqn.py only where it buys at least 3% of either. It writes benchmarks/results/forms.md:
+sampled in one gather; an in-place Polyak update; each array's rows gathered with ndarray.take) and times every
+variant in fresh processes, alternating, on the demo and on the same-work configuration. Each pair computes the
+same numbers. A fast form would go into minidqn.py only where it buys at least 3% of either. It writes benchmarks/results/forms.md:
 
     python benchmarks/forms.py --repeats 3
 """
@@ -84,12 +84,24 @@ def records_sample(self, batch_size: int):
                                        batch["rewards"], batch["terminateds"])
 
 
+def take_sample(self, batch_size: int):
+    """The same indices as minidqn's sample, each array's rows gathered with ndarray.take: the same values."""
+    import minidqn
+
+    batch_indices = self.rng.integers(0, len(self), batch_size)
+    return minidqn.ReplayBufferSamples(*(array.take(batch_indices, axis=0) for array in (
+        self.observations, self.next_observations, self.actions, self.rewards, self.terminateds)))
+
+
 VARIANTS = {
     "minidqn.py as it is (every form textbook)": {},
     "in-place Adam step": {"Adam.step": in_place_adam_step},
     "the replay buffer as records, one gather": {"ReplayBuffer.__init__": records_init,
                                                   "ReplayBuffer.sample": records_sample},
     "in-place Polyak update": {"QNetwork.polyak_update": in_place_polyak_update},
+    "rows gathered with take": {"ReplayBuffer.sample": take_sample},
+    "in-place Adam step and rows gathered with take": {"Adam.step": in_place_adam_step,
+                                                        "ReplayBuffer.sample": take_sample},
 }
 
 
