@@ -804,7 +804,7 @@ def run_dqn(
     weight_averaging_rate: Optional[float] = 5e-4,
     # ...over a window that grows with the run (its last 5%): a constant rate alone would keep the initial weights
     # in the average for thousands of steps, and the policy would lag far behind what the online network has
-    # learned (polynomial-decay averaging, Shamir & Zhang 2013; benchmarks/results/tune25-*.md)
+    # learned (polynomial-decay averaging, Shamir & Zhang 2013; reliability-CartPole-v1*.md, docs/ablation.png)
     weight_averaging_window: Optional[float] = 0.05,
     eval_render_mode: Optional[str] = None,  # tutorial: "human" to watch the evaluations
     save_path: Optional[str] = None,
