@@ -1286,6 +1286,7 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
 # Tuned settings per env id: run_dqn(**PRESETS[env_id]), or `python minidqn.py --env-id ENV_ID`, where any other
 # keyword or flag overrides the row. A keyword a row leaves out keeps run_dqn's default (the CartPole demo).
 # What each row achieves, and what each departure from its source measured, is in benchmarks/results/.
+# The rows that average weights were measured at a constant rate, so they set weight_averaging_window=None.
 PRESETS = {
     "CartPole-v1": dict(env_id="CartPole-v1"),  # run_dqn's defaults
     # The CartPole demo's settings written out (64 units, batch 256, a gradient step every 4 env steps, step size

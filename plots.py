@@ -389,7 +389,7 @@ def representative_seed(logs: list) -> tuple:
     if all("final_mean" in log for log in logs):
         what, score = "median final score", lambda log: log["final_mean"]
     else:  # runs of minidqn.py, or interrupted: judged on their last periodic evaluation
-        what, score = "median last evaluation", lambda log: log["eval_means"][-1] if len(log["eval_means"]) else 0
+        what, score = "median last evaluation", lambda log: log["eval_means"][-1] if len(log["eval_means"]) else -math.inf
     ordered = sorted(logs, key=score)
     chosen = ordered[(len(ordered) - 1) // 2]
     return chosen, what, score(chosen)
@@ -483,7 +483,8 @@ def draw_all(logs: list, out_dir: str, gif: bool = True) -> tuple:
     q_net = minidqn.QNetwork.load(network_path(chosen))
     if "q_values.png" in wanted:
         paths.append(os.path.join(out_dir, "q_values.png"))
-        plot_q_values(q_net, paths[-1], f"What the network of seed {chosen['seed']} ({what}, {score:.0f}) "
+        judged = f"{what}, {score:.0f}" if math.isfinite(score) else "no evaluation to judge it by"
+        plot_q_values(q_net, paths[-1], f"What the network of seed {chosen['seed']} ({judged}) "
                                         f"believes; cart at rest at x = 0")
     if "agent.gif" in wanted:
         paths.append(os.path.join(out_dir, "agent.gif"))
@@ -513,6 +514,9 @@ def build_parser(log_files: bool = True) -> argparse.ArgumentParser:
     run_flags = parser.add_argument_group("run_dqn flags (passed through)")
     for action in minidqn.build_parser()._actions:
         if action.dest not in ("help", "seed", "save_path", "log_path", "verbose"):
+            if action.dest == "evaluation_interval" and log_files:  # plots.py's own runs: see curve_kwargs
+                action.help = re.sub(r"\(default: .*\)$", f"(default here: n_timesteps // {CURVE_POINTS}, "
+                                     f"{CURVE_POINTS} evaluations a run)", action.help)
             run_flags._add_action(action)
     return parser
 
@@ -524,9 +528,12 @@ def run_kwargs_from(args: argparse.Namespace) -> dict:
     return {**minidqn.PRESETS.get(given.get("env_id", "CartPole-v1"), {}), **given}
 
 
-def curve_kwargs(run_kwargs: dict) -> dict:
-    """The run_dqn keywords of plots.py's own runs: evaluations CURVE_POINTS times over the run, unless given."""
-    if "evaluation_interval" in run_kwargs:
+def curve_kwargs(run_kwargs: dict, given: set) -> dict:
+    """
+    The run_dqn keywords of plots.py's own runs: evaluations CURVE_POINTS times over the run, unless the command
+    line gave --evaluation-interval (`given`: the keywords typed; a preset row's interval is for progress lines).
+    """
+    if "evaluation_interval" in given:
         return run_kwargs
     n_timesteps = run_kwargs.get("n_timesteps", inspect.signature(minidqn.run_dqn).parameters["n_timesteps"].default)
     return {**run_kwargs, "evaluation_interval": max(1, n_timesteps // CURVE_POINTS)}
@@ -551,7 +558,7 @@ def main(argv=None) -> int:
             if args.redraw:
                 logs_by_variant = load_ablation(args.out)
             else:
-                run_kwargs = curve_kwargs(run_kwargs_from(args))
+                run_kwargs = curve_kwargs(run_kwargs_from(args), set(vars(args)))
                 seeds = list(range(args.first_seed, args.first_seed + args.seeds))
                 logs_by_variant = train_ablation(seeds, run_kwargs, args.out, args.processes)
             path = os.path.join(args.out, "ablation.png")
@@ -565,7 +572,7 @@ def main(argv=None) -> int:
         else:
             if args.seeds < 1:
                 raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-            run_kwargs = curve_kwargs(run_kwargs_from(args))
+            run_kwargs = curve_kwargs(run_kwargs_from(args), set(vars(args)))
             minidqn.make_env(run_kwargs.get("env_id", "CartPole-v1")).close()  # fail fast on a bad env id
             seeds = list(range(args.first_seed, args.first_seed + args.seeds))
             print(f"training {len(seeds)} seeds on {min(len(seeds), args.processes or os.cpu_count() or 1)} "

@@ -159,7 +159,7 @@ def speed(repeats: int, torch_python: str | None, command: str, baseline: str | 
     lines = [
         results.header("Speed at the same work", command, f"{SAME_WORK}; one thread; fresh process per run; "
                        f"{repeats} runs of each, alternating" + (f"; {versions}" if versions else "")),
-        "| system | wall time (median) | runs (s) | minidqn is faster by |",
+        "| system | wall time (median) | runs (s) | its time / minidqn's |",
         "|---|---|---|---|",
     ]
     for name, ts in times.items():
