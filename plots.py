@@ -476,6 +476,9 @@ def draw_all(logs: list, out_dir: str, gif: bool = True) -> tuple:
     plot_diagnostics(logs, paths[-1])
     chosen, what, score = representative_seed(logs)
     wanted = (["q_values.png"] if config["env_id"].startswith("CartPole") else []) + (["agent.gif"] if gif else [])
+    if "q_values.png" not in wanted:
+        skipped.append(f"q_values.png: it draws CartPole's pole angle and angular velocity, and the logs are "
+                       f"{config['env_id']}'s")
     if chosen is None:
         skipped += [f"{name}: it needs the trained network, and no log's run saved one (train with --save)"
                     for name in wanted]

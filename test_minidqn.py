@@ -1219,6 +1219,11 @@ def test_plots_draws_the_logs_minidqn_writes(tmp_path, capsys):
     assert ("skipped learning_curve.png: it needs periodic evaluations, and the logged runs ended before their "
             "first one (evaluation_interval=5000, n_timesteps=1500)") in printed
     assert "skipped agent.gif: it needs the trained network, and no log's run saved one (train with --save)" in printed
+    # another env's log: q_values.png is CartPole's picture, and says so
+    run_dqn(env_id="MountainCar-v0", seed=4, evaluation_interval=500, log_path=str(tmp_path / "car.npz"), **run)
+    assert plots.main([str(tmp_path / "car.npz"), "--no-gif", "--out", str(tmp_path / "car")]) == 0
+    assert ("skipped q_values.png: it draws CartPole's pole angle and angular velocity, and the logs are "
+            "MountainCar-v0's") in capsys.readouterr().out
     # what is not a log
     (tmp_path / "notes.npz").write_text("text")
     assert plots.main([str(tmp_path / "notes.npz"), "--out", str(out)]) == 2
