@@ -5,7 +5,7 @@ Read it top to bottom. Sections 1-5 are the DQN, in the tutorial's order; sectio
     2. Q-network, Adam    QNetwork (forward and backward written by hand), Adam
     3. exploration        epsilon_greedy_action_selection, collect_one_step, linear_schedule
     4. DQN update         td_target, mse_loss, huber_loss, td_loss, dqn_update, dqn_update_no_target
-    5. training loops     evaluate_policy, run_dqn, run_dqn_no_target
+    5. training loops     evaluate_policy, averaging_rate, run_dqn, run_dqn_no_target
     6. plumbing           argument checks, checkpoints, envs, PRESETS, the training log, GIFs, the command
                           line (`python minidqn.py --help`). You can stop reading before it.
 
@@ -759,6 +759,20 @@ def evaluate_policy(
     return mean, std
 
 
+def averaging_rate(rate: float, window: Optional[float], k: int) -> float:
+    """
+    The rate at which the average that plays moves toward the online weights after the k-th gradient step.
+
+    :param rate: The constant rate (weight_averaging_rate), the smallest the rate gets
+    :param window: Average about this fraction of the k steps so far (None: the constant rate alone)
+    :param k: Gradient steps taken so far (>= 1)
+    :return: min(1, max(rate, 1 / (window * k))): copies at first, then a window that grows with the run
+    """
+    if window is None:
+        return rate
+    return min(1.0, max(rate, 1 / (window * k)))  # 1 / (window k): polynomial-decay averaging (Shamir & Zhang 2013)
+
+
 def run_dqn(
     # The defaults are the CartPole-v1 demo; other envs' tuned rows are in PRESETS (section 6), used as
     # run_dqn(**PRESETS["MountainCar-v0"]). Each comment gives the default's source or reason; what the
@@ -916,11 +930,9 @@ def run_dqn(
                                           loss_fn, max_grad_norm, double_dqn, log.update_info)
                         if target_network_update_interval is None:
                             q_target_net.polyak_update(q_net, tau)  # soft update: target += tau * (online - target)
-                        if policy_net is not q_net:
-                            rate = weight_averaging_rate
-                            if weight_averaging_window is not None:  # k = optimizer.n_steps gradient steps so far
-                                rate = min(1.0, max(rate, 1 / (weight_averaging_window * optimizer.n_steps)))
-                            policy_net.polyak_update(q_net, rate)  # avg += rate * (online - avg)
+                        if policy_net is not q_net:  # avg += rate * (online - avg), k = the steps taken so far
+                            rate = averaging_rate(weight_averaging_rate, weight_averaging_window, optimizer.n_steps)
+                            policy_net.polyak_update(q_net, rate)
                         log.update(current_step, loss)
 
                 if evaluation_interval > 0 and current_step % evaluation_interval == 0:

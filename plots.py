@@ -389,7 +389,8 @@ def representative_seed(logs: list) -> tuple:
     if all("final_mean" in log for log in logs):
         what, score = "median final score", lambda log: log["final_mean"]
     else:  # runs of minidqn.py, or interrupted: judged on their last periodic evaluation
-        what, score = "median last evaluation", lambda log: log["eval_means"][-1] if len(log["eval_means"]) else -math.inf
+        what, score = "median last evaluation", lambda log: (log["eval_means"][-1] if len(log["eval_means"])
+                                                             else -math.inf)
     ordered = sorted(logs, key=score)
     chosen = ordered[(len(ordered) - 1) // 2]
     return chosen, what, score(chosen)
@@ -531,12 +532,13 @@ def run_kwargs_from(args: argparse.Namespace) -> dict:
     return {**minidqn.PRESETS.get(given.get("env_id", "CartPole-v1"), {}), **given}
 
 
-def curve_kwargs(run_kwargs: dict, given: set) -> dict:
+def curve_kwargs(args: argparse.Namespace) -> dict:
     """
-    The run_dqn keywords of plots.py's own runs: evaluations CURVE_POINTS times over the run, unless the command
-    line gave --evaluation-interval (`given`: the keywords typed; a preset row's interval is for progress lines).
+    The run_dqn keywords of plots.py's own runs (run_kwargs_from), evaluating CURVE_POINTS times over the run
+    unless --evaluation-interval was typed: a preset row's interval is for progress lines, too few for a curve.
     """
-    if "evaluation_interval" in given:
+    run_kwargs = run_kwargs_from(args)
+    if "evaluation_interval" in vars(args):  # the run flags are in the namespace only when typed
         return run_kwargs
     n_timesteps = run_kwargs.get("n_timesteps", inspect.signature(minidqn.run_dqn).parameters["n_timesteps"].default)
     return {**run_kwargs, "evaluation_interval": max(1, n_timesteps // CURVE_POINTS)}
@@ -561,7 +563,7 @@ def main(argv=None) -> int:
             if args.redraw:
                 logs_by_variant = load_ablation(args.out)
             else:
-                run_kwargs = curve_kwargs(run_kwargs_from(args), set(vars(args)))
+                run_kwargs = curve_kwargs(args)
                 seeds = list(range(args.first_seed, args.first_seed + args.seeds))
                 logs_by_variant = train_ablation(seeds, run_kwargs, args.out, args.processes)
             path = os.path.join(args.out, "ablation.png")
@@ -575,7 +577,7 @@ def main(argv=None) -> int:
         else:
             if args.seeds < 1:
                 raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
-            run_kwargs = curve_kwargs(run_kwargs_from(args), set(vars(args)))
+            run_kwargs = curve_kwargs(args)
             minidqn.make_env(run_kwargs.get("env_id", "CartPole-v1")).close()  # fail fast on a bad env id
             seeds = list(range(args.first_seed, args.first_seed + args.seeds))
             print(f"training {len(seeds)} seeds on {min(len(seeds), args.processes or os.cpu_count() or 1)} "

@@ -1146,14 +1146,17 @@ def test_plots_own_runs_evaluate_often_enough_for_a_curve_unless_told():
     import plots
 
     demo_steps = inspect.signature(run_dqn).parameters["n_timesteps"].default
-    assert plots.curve_kwargs({}, set())["evaluation_interval"] == demo_steps // plots.CURVE_POINTS
-    assert plots.curve_kwargs({"n_timesteps": 10_000}, {"n_timesteps"})["evaluation_interval"] == 400
+
+    def curve(*argv):
+        return plots.curve_kwargs(plots.build_parser().parse_args(list(argv)))
+
+    assert curve()["evaluation_interval"] == demo_steps // plots.CURVE_POINTS
+    assert curve("--n-timesteps", "10000")["evaluation_interval"] == 400
     # a preset row's interval (for progress lines) gives way; an interval typed on the command line wins
-    args = plots.build_parser().parse_args(["--env-id", "Acrobot-v1", "--n-timesteps", "4000"])
-    assert plots.curve_kwargs(plots.run_kwargs_from(args), set(vars(args)))["evaluation_interval"] == 160
-    args = plots.build_parser().parse_args(["--env-id", "Acrobot-v1", "--evaluation-interval", "0"])
-    assert plots.curve_kwargs(plots.run_kwargs_from(args), set(vars(args)))["evaluation_interval"] == 0
-    assert "(default here: n_timesteps // 25, 25 evaluations a run)" in " ".join(plots.build_parser().format_help().split())
+    assert curve("--env-id", "Acrobot-v1", "--n-timesteps", "4000")["evaluation_interval"] == 160
+    assert curve("--env-id", "Acrobot-v1", "--evaluation-interval", "0")["evaluation_interval"] == 0
+    help_text = " ".join(plots.build_parser().format_help().split())
+    assert "(default here: n_timesteps // 25, 25 evaluations a run)" in help_text
 
 
 def test_plots_bad_arguments(tmp_path, capsys):

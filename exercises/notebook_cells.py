@@ -234,9 +234,11 @@ LAYOUT = [
     Markdown("Part II's first update, without a target network (no exercise: run the cell):"),
     Code([Unit("dqn_update_no_target")]),
     Markdown("## The training loop\n\nNo exercise: read them, run them. `evaluate_policy` plays greedy "
-             "episodes; `run_dqn` is the whole algorithm, every hyperparameter in its signature with its source; "
+             "episodes; `averaging_rate` is how fast the average that plays follows the online weights; `run_dqn` "
+             "is the whole algorithm, every hyperparameter in its signature with its source; "
              "`run_dqn_no_target` is Part II's first loop, with the tutorial's settings."),
     Code([Unit("evaluate_policy")]),
+    Code([Unit("averaging_rate")]),
     Code([Unit("run_dqn")]),
     Code([Unit("run_dqn_no_target")]),
     Markdown(TRAIN_NOTE),
