@@ -3,9 +3,10 @@
 minidqn.py writes every step in its textbook form: Adam's equations one per line, the tutorial's five arrays
 for the replay buffer, the Polyak update as p += tau * (p_other - p). This script patches in a faster form of
 each (Adam computed in place into one scratch vector; the five arrays as views into one array of records,
-sampled in one gather; an in-place Polyak update; each array's rows gathered with ndarray.take) and times every
-variant in fresh processes, alternating, on the demo and on the same-work configuration. Each pair computes the
-same numbers. A fast form would go into minidqn.py only where it buys at least 3% of either. It writes benchmarks/results/forms.md:
+sampled in one gather; an in-place Polyak update; each array's rows gathered with ndarray.take; the MSE as one
+dot product) and times every variant in fresh processes, in alternating order, on the demo and on the same-work
+configuration. Each pair computes the same weights. A fast form goes into minidqn.py only where it buys at least
+3% of either. It writes benchmarks/results/forms.md:
 
     python benchmarks/forms.py --repeats 3
 """
@@ -84,6 +85,11 @@ def records_sample(self, batch_size: int):
                                        batch["rewards"], batch["terminateds"])
 
 
+def dot_mse_loss(td_error):
+    """mean(td_error^2) as one dot product, (d . d) / n: the same gradient, the loss to float rounding."""
+    return td_error @ td_error / len(td_error), 2 * td_error / len(td_error)
+
+
 def take_sample(self, batch_size: int):
     """The same indices as minidqn's sample, each array's rows gathered with ndarray.take: the same values."""
     import minidqn
@@ -96,12 +102,12 @@ def take_sample(self, batch_size: int):
 VARIANTS = {
     "minidqn.py as it is (every form textbook)": {},
     "in-place Adam step": {"Adam.step": in_place_adam_step},
+    "rows gathered with take": {"ReplayBuffer.sample": take_sample},
+    "the MSE as a dot product": {"mse_loss": dot_mse_loss},
+    "all three": {"Adam.step": in_place_adam_step, "ReplayBuffer.sample": take_sample, "mse_loss": dot_mse_loss},
     "the replay buffer as records, one gather": {"ReplayBuffer.__init__": records_init,
                                                   "ReplayBuffer.sample": records_sample},
     "in-place Polyak update": {"QNetwork.polyak_update": in_place_polyak_update},
-    "rows gathered with take": {"ReplayBuffer.sample": take_sample},
-    "in-place Adam step and rows gathered with take": {"Adam.step": in_place_adam_step,
-                                                        "ReplayBuffer.sample": take_sample},
 }
 
 
@@ -110,6 +116,10 @@ def run_once(variant: str, work: str) -> float:
     import minidqn
 
     for name, function in VARIANTS[variant].items():
+        if "." not in name:  # a module-level function: a loss is also looked up in LOSSES
+            setattr(minidqn, name, function)
+            minidqn.LOSSES.update({k: function for k, f in minidqn.LOSSES.items() if f.__name__ == name})
+            continue
         cls, method = name.split(".")
         original = getattr(getattr(minidqn, cls), method)
         function.__wrapped__ = original  # records_init calls the original constructor first
@@ -135,7 +145,7 @@ def main(argv=None) -> int:
     for work in ("the demo", "same work"):
         times = {variant: [] for variant in VARIANTS}
         for r in range(args.repeats):
-            for variant in VARIANTS:
+            for variant in (list(VARIANTS) if r % 2 == 0 else list(VARIANTS)[::-1]):  # alternating order
                 out = subprocess.run([sys.executable, __file__, "--once", variant, work], capture_output=True,
                                      text=True, check=True).stdout
                 times[variant].append(float(out.split()[-2]))
