@@ -170,14 +170,14 @@ class ReplayBuffer:
         if len(self) == 0:
             raise ValueError("cannot sample from an empty replay buffer: store at least one transition first")
         batch_indices = self.rng.integers(0, len(self), batch_size)  # slots [0, len) hold transitions
-        # Each array's rows at batch_indices, gathered with take: the same rows as indexing, self.observations[
-        # batch_indices], in less time at a batch's size (benchmarks/results/forms.md)
+        # Each array's rows at batch_indices, gathered with take: the same rows as the textbook indexing in the
+        # comments, by a faster path through NumPy (benchmarks/results/forms.md)
         return ReplayBufferSamples(
             self.observations.take(batch_indices, axis=0),  # self.observations[batch_indices]
-            self.next_observations.take(batch_indices, axis=0),
-            self.actions.take(batch_indices, axis=0),
-            self.rewards.take(batch_indices, axis=0),
-            self.terminateds.take(batch_indices, axis=0),
+            self.next_observations.take(batch_indices, axis=0),  # self.next_observations[batch_indices]
+            self.actions.take(batch_indices, axis=0),  # self.actions[batch_indices]
+            self.rewards.take(batch_indices, axis=0),  # self.rewards[batch_indices]
+            self.terminateds.take(batch_indices, axis=0),  # self.terminateds[batch_indices]
         )
 
 
@@ -460,20 +460,12 @@ class Adam:
         else:
             tensors = [(p, grads[k], self.m[k], self.v[k]) for k, p in self.params.items()]
         for p, g, m, v in tensors:
-            # Algorithm 1, each equation computed in place (*=, +=, out=) through one scratch array, tmp: a
-            # temporary the size of the network for every operation costs more than its arithmetic here
-            # (benchmarks/results/forms.md). The textbook line is the comment; both give the same numbers.
-            tmp = np.empty_like(p)
-            m *= beta1
-            m += np.multiply(1 - beta1, g, out=tmp)  # m = beta1 * m + (1 - beta1) * g: biased first moment
-            v *= beta2
-            v += np.multiply(1 - beta2, np.square(g, out=tmp), out=tmp)  # v = beta2 * v + (1 - beta2) * g**2
-            np.divide(v, 1 - beta2**t, out=tmp)  # v_hat = v / (1 - beta2**t): bias-corrected, the moments start at 0
-            np.sqrt(tmp, out=tmp)
-            tmp += self.eps  # sqrt(v_hat) + eps
-            np.divide(m, tmp, out=tmp)  # m / (sqrt(v_hat) + eps)
-            tmp *= self.lr / (1 - beta1**t)  # with m_hat = m / (1 - beta1**t) folded into the step size
-            p -= tmp  # p = p - lr * m_hat / (sqrt(v_hat) + eps)
+            # Algorithm 1, one line per equation ([:] and -= write into the live arrays)
+            m[:] = beta1 * m + (1 - beta1) * g  # biased first moment
+            v[:] = beta2 * v + (1 - beta2) * g**2  # biased second moment
+            v_hat = v / (1 - beta2**t)  # bias-corrected: the moments start at 0
+            # p = p - lr * m_hat / (sqrt(v_hat) + eps), with m_hat = m / (1 - beta1**t) folded into the step size
+            p -= self.lr / (1 - beta1**t) * (m / (np.sqrt(v_hat) + self.eps))
 
 
 # ---------------------------------------------------------------------------------------------------------

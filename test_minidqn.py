@@ -1524,8 +1524,8 @@ MISTAKES = [
     (5, "float(reward), terminated, truncated)", "float(reward), terminated or truncated, truncated)",
      "a truncation was stored as a termination"),
     (9, 'grad_h2 = (g @ p["W3"].T)', 'grad_h2 = -(g @ p["W3"].T)', "finite differences"),  # a sign flipped
-    (10, "np.divide(v, 1 - beta2**t, out=tmp)", "np.divide(v, 1, out=tmp)", "step 1: "),  # no bias correction...
-    (10, "tmp *= self.lr / (1 - beta1**t)", "tmp *= self.lr", "Kingma & Ba's Algorithm 1 gives"),  # ...of either
+    (10, "v_hat = v / (1 - beta2**t)", "v_hat = v", "step 1: "),  # no bias correction...
+    (10, "p -= self.lr / (1 - beta1**t) * (", "p -= self.lr * (", "Kingma & Ba's Algorithm 1 gives"),  # ...of either
     (11, "return {k: v.copy() for k, v in self.params.items()}", "return dict(self.params)", "an alias"),
     (11, "            v[...] = state[k]", "            self.params[k] = state[k]", "an alias"),  # aliased target
 ]

@@ -1,19 +1,22 @@
-"""forms.py: what a fast form would buy over the textbook lines, on the demo and on the same-work benchmark.
+"""forms.py: what each faster form buys over the textbook line, on the demo and on the same-work benchmark.
 
-minidqn.py writes every step in its textbook form: Adam's equations one per line, the tutorial's five arrays
-for the replay buffer, the Polyak update as p += tau * (p_other - p). This script patches in a faster form of
-each (Adam computed in place into one scratch vector; the five arrays as views into one array of records,
-sampled in one gather; an in-place Polyak update; each array's rows gathered with ndarray.take; the MSE as one
-dot product) and times every variant in fresh processes, in alternating order, on the demo and on the same-work
-configuration. Each pair computes the same weights. A fast form goes into minidqn.py only where it buys at least
-3% of either. It writes benchmarks/results/forms.md:
+minidqn.py writes its steps in textbook form, and keeps a faster form only where it buys at least 3% of the
+demo's or the same-work benchmark's time, with the textbook line beside it. This script swaps one form at a time
+(Adam computed in place through one scratch vector; the replay buffer's rows gathered by indexing, the textbook
+form of minidqn's ndarray.take; the MSE as one dot product; the five arrays as views into one array of records,
+sampled in one gather; an in-place Polyak update) and times every variant in fresh processes, in alternating
+order, on the demo and on the same-work configuration. Each variant computes the same weights. Besides each
+run's time it measures the time spent inside the functions a variant replaces: on a shared machine the whole
+run's time moves by more than a form's gain, the time inside those functions much less. It writes
+benchmarks/results/forms.md:
 
-    python benchmarks/forms.py --repeats 3
+    python benchmarks/forms.py --repeats 5
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -90,44 +93,67 @@ def dot_mse_loss(td_error):
     return td_error @ td_error / len(td_error), 2 * td_error / len(td_error)
 
 
-def take_sample(self, batch_size: int):
-    """The same indices as minidqn's sample, each array's rows gathered with ndarray.take: the same values."""
+def indexed_sample(self, batch_size: int):
+    """The same indices as minidqn's sample, each array's rows gathered by indexing (array[batch_indices]), the
+    textbook form that minidqn.py gives as the comment beside its ndarray.take: the same values."""
     import minidqn
 
     batch_indices = self.rng.integers(0, len(self), batch_size)
-    return minidqn.ReplayBufferSamples(*(array.take(batch_indices, axis=0) for array in (
-        self.observations, self.next_observations, self.actions, self.rewards, self.terminateds)))
+    return minidqn.ReplayBufferSamples(self.observations[batch_indices], self.next_observations[batch_indices],
+                                       self.actions[batch_indices], self.rewards[batch_indices],
+                                       self.terminateds[batch_indices])
 
 
 VARIANTS = {
-    "minidqn.py as it is (every form textbook)": {},
+    "minidqn.py as it is": {},
     "in-place Adam step": {"Adam.step": in_place_adam_step},
-    "rows gathered with take": {"ReplayBuffer.sample": take_sample},
+    "rows gathered by indexing (the textbook form)": {"ReplayBuffer.sample": indexed_sample},
     "the MSE as a dot product": {"mse_loss": dot_mse_loss},
-    "all three": {"Adam.step": in_place_adam_step, "ReplayBuffer.sample": take_sample, "mse_loss": dot_mse_loss},
     "the replay buffer as records, one gather": {"ReplayBuffer.__init__": records_init,
                                                   "ReplayBuffer.sample": records_sample},
     "in-place Polyak update": {"QNetwork.polyak_update": in_place_polyak_update},
 }
+# The functions whose time inside a real run is measured as well: a form's gain is the change of the time spent
+# inside the functions it replaces, which the whole run's time shows only through the machine's noise
+TIMED = ("Adam.step", "ReplayBuffer.sample", "QNetwork.polyak_update", "mse_loss")
 
 
-def run_once(variant: str, work: str) -> float:
+def set_function(minidqn, name: str, function) -> None:
+    """Put `function` where minidqn looks `name` up (a loss is also looked up in LOSSES)."""
+    if "." in name:
+        cls, method = name.split(".")
+        setattr(getattr(minidqn, cls), method, function)
+    else:
+        minidqn.LOSSES.update({k: function for k, f in minidqn.LOSSES.items() if f is getattr(minidqn, name)})
+        setattr(minidqn, name, function)
+
+
+def get_function(minidqn, name: str):
+    cls, _, method = name.rpartition(".")
+    return getattr(getattr(minidqn, cls), method) if cls else getattr(minidqn, name)
+
+
+def run_once(variant: str, work: str) -> tuple:
+    """One timed run in this process: (the run's seconds, {function: seconds spent inside it})."""
     import benchmark
     import minidqn
 
     for name, function in VARIANTS[variant].items():
-        if "." not in name:  # a module-level function: a loss is also looked up in LOSSES
-            setattr(minidqn, name, function)
-            minidqn.LOSSES.update({k: function for k, f in minidqn.LOSSES.items() if f.__name__ == name})
-            continue
-        cls, method = name.split(".")
-        original = getattr(getattr(minidqn, cls), method)
-        function.__wrapped__ = original  # records_init calls the original constructor first
-        setattr(getattr(minidqn, cls), method, function)
+        function.__wrapped__ = get_function(minidqn, name)  # records_init calls the original constructor first
+        set_function(minidqn, name, function)
+    inside = dict.fromkeys(TIMED, 0.0)
+    for name in TIMED:
+        def timed(*args, _name=name, _function=get_function(minidqn, name)):
+            start = time.perf_counter()
+            try:
+                return _function(*args)
+            finally:
+                inside[_name] += time.perf_counter() - start
+        set_function(minidqn, name, timed)
     kwargs = benchmark.SAME_WORK if work == "same work" else {}
     start = time.perf_counter()
     minidqn.run_dqn(seed=0 if kwargs else 1, verbose=0, **kwargs)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, inside
 
 
 def main(argv=None) -> int:
@@ -136,25 +162,37 @@ def main(argv=None) -> int:
     parser.add_argument("--once", nargs=2, help=argparse.SUPPRESS)  # VARIANT WORK: one timed run, in this process
     args = parser.parse_args(argv)
     if args.once:
-        print(f"{run_once(*args.once):.3f} s")
+        print(json.dumps(run_once(*args.once)))
         return 0
-    lines = [results.header("minidqn's textbook forms against faster forms", "python benchmarks/forms.py "
+    lines = [results.header("minidqn's forms against the alternatives", "python benchmarks/forms.py "
                             f"--repeats {args.repeats}", f"{args.repeats} runs of each variant, fresh processes, "
-                            "alternating; run_dqn alone is timed (not Python's start-up)"),
-             "| work | variant | time (median) | runs (s) | vs minidqn.py |", "|---|---|---|---|---|"]
+                            "in alternating order; run_dqn alone is timed (not Python's start-up), and inside it "
+                            "the time spent in the functions a variant replaces"),
+             "| work | variant | time (median) | runs (s) | vs minidqn.py | inside the functions it replaces "
+             "(median) | minidqn.py's time inside them (median) | the difference, in minidqn.py's time |",
+             "|---|---|---|---|---|---|---|---|"]
+    ours_name = next(iter(VARIANTS))
     for work in ("the demo", "same work"):
         times = {variant: [] for variant in VARIANTS}
+        inside = {variant: [] for variant in VARIANTS}
         for r in range(args.repeats):
             for variant in (list(VARIANTS) if r % 2 == 0 else list(VARIANTS)[::-1]):  # alternating order
                 out = subprocess.run([sys.executable, __file__, "--once", variant, work], capture_output=True,
                                      text=True, check=True).stdout
-                times[variant].append(float(out.split()[-2]))
+                seconds, spent = json.loads(out.splitlines()[-1])
+                times[variant].append(seconds)
+                inside[variant].append(spent)
             print(f"{work}, run {r + 1}/{args.repeats}: " + ", ".join(f"{v[-1]:.2f}" for v in times.values()),
                   flush=True)
-        ours = float(np.median(times[next(iter(VARIANTS))]))
+        ours = float(np.median(times[ours_name]))
         for variant, ts in times.items():
+            names = [n for n in VARIANTS[variant] if n in TIMED]
+            theirs_in = float(np.median([sum(s[n] for n in names) for s in inside[variant]]))
+            ours_in = float(np.median([sum(s[n] for n in names) for s in inside[ours_name]]))
+            cells = (f"{theirs_in:.3f} s ({', '.join(names)}) | {ours_in:.3f} s | {(theirs_in - ours_in) / ours:+.1%}"
+                     if names else " | | ")
             lines.append(f"| {work} | {variant} | {np.median(ts):.2f} s | {', '.join(f'{t:.2f}' for t in ts)} | "
-                         f"{np.median(ts) / ours:.2f}x |")
+                         f"{np.median(ts) / ours:.2f}x | {cells} |")
     text = "\n".join(lines)
     print("\n" + text)
     print(f"\nwrote {results.write('forms', text)}")
