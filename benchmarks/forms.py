@@ -3,8 +3,8 @@
 minidqn.py writes its steps in textbook form, and keeps a faster form only where it buys at least 3% of the
 demo's or the same-work benchmark's time, with the textbook line beside it. This script swaps one form at a time
 (Adam computed in place through one scratch vector; the replay buffer's rows gathered by indexing, the textbook
-form of minidqn's ndarray.take; the MSE as one dot product; the five arrays as views into one array of records,
-sampled in one gather; an in-place Polyak update) and times every variant in fresh processes, in alternating
+form of minidqn's ndarray.take; the MSE through np.mean, the textbook form of minidqn's dot product; the five
+arrays as views into one array of records, sampled in one gather; an in-place Polyak update) and times every variant in fresh processes, in alternating
 order, on the demo and on the same-work configuration. Each variant computes the same weights. Besides each
 run's time it measures the time spent inside the functions a variant replaces: on a shared machine the whole
 run's time moves by more than a form's gain, the time inside those functions much less. It writes
@@ -88,9 +88,9 @@ def records_sample(self, batch_size: int):
                                        batch["rewards"], batch["terminateds"])
 
 
-def dot_mse_loss(td_error):
-    """mean(td_error^2) as one dot product, (d . d) / n: the same gradient, the loss to float rounding."""
-    return td_error @ td_error / len(td_error), 2 * td_error / len(td_error)
+def mean_mse_loss(td_error):
+    """The MSE through np.mean(td_error**2), the textbook form that minidqn.py gives beside its dot product."""
+    return np.mean(td_error**2), 2 * td_error / len(td_error)
 
 
 def indexed_sample(self, batch_size: int):
@@ -108,7 +108,7 @@ VARIANTS = {
     "minidqn.py as it is": {},
     "in-place Adam step": {"Adam.step": in_place_adam_step},
     "rows gathered by indexing (the textbook form)": {"ReplayBuffer.sample": indexed_sample},
-    "the MSE as a dot product": {"mse_loss": dot_mse_loss},
+    "the MSE through np.mean (the textbook form)": {"mse_loss": mean_mse_loss},
     "the replay buffer as records, one gather": {"ReplayBuffer.__init__": records_init,
                                                   "ReplayBuffer.sample": records_sample},
     "in-place Polyak update": {"QNetwork.polyak_update": in_place_polyak_update},
