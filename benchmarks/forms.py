@@ -4,11 +4,11 @@ minidqn.py writes its steps in textbook form, and keeps a faster form only where
 demo's or the same-work benchmark's time, with the textbook line beside it. This script swaps one form at a time
 (Adam computed in place through one scratch vector; the replay buffer's rows gathered by indexing, the textbook
 form of minidqn's ndarray.take; the MSE through np.mean, the textbook form of minidqn's dot product; the five
-arrays as views into one array of records, sampled in one gather; an in-place Polyak update) and times every variant in fresh processes, in alternating
-order, on the demo and on the same-work configuration. Each variant computes the same weights. Besides each
-run's time it measures the time spent inside the functions a variant replaces: on a shared machine the whole
-run's time moves by more than a form's gain, the time inside those functions much less. It writes
-benchmarks/results/forms.md:
+arrays as views into one array of records, sampled in one gather; an in-place Polyak update) and times every
+variant in fresh processes, in alternating order, on the demo and on the same-work configuration. Each variant
+computes the same weights. Besides each run's time it measures the time spent inside the functions a variant
+replaces: on a shared machine the whole run's time moves by more than a form's gain, the time inside those
+functions much less. It writes benchmarks/results/forms.md:
 
     python benchmarks/forms.py --repeats 5
 """
