@@ -463,6 +463,9 @@ class Adam:
             # Algorithm 1, one line per equation ([:] and -= write into the live arrays)
             m[:] = beta1 * m + (1 - beta1) * g  # biased first moment
             v[:] = beta2 * v + (1 - beta2) * g**2  # biased second moment
+            # Where the gradient stays 0 (a dead ReLU unit), m decays into float32's subnormal range, which Intel
+            # CPUs compute in slow microcode and NumPy cannot flush: zero such entries, too small to move a weight
+            m *= np.abs(m) >= np.finfo(m.dtype).tiny  # (a product with the mask: no branch per entry)
             v_hat = v / (1 - beta2**t)  # bias-corrected: the moments start at 0
             # p = p - lr * m_hat / (sqrt(v_hat) + eps), with m_hat = m / (1 - beta1**t) folded into the step size
             p -= self.lr / (1 - beta1**t) * (m / (np.sqrt(v_hat) + self.eps))
@@ -854,7 +857,7 @@ def run_dqn(
     :param n_hidden_units: Units in each of the two hidden layers
     :param scale_observations: The Q-network maps each bounded observation dimension onto [-1, 1] first
     :param n_eval_episodes: Greedy episodes per periodic evaluation
-    :param evaluation_interval: Evaluate every this many env steps (0: never)
+    :param evaluation_interval: Evaluate every this many env steps, and after the last one (0: never)
     :param eval_exploration_rate: Epsilon during evaluation
     :param seed: Seeds the run's one np.random.Generator and the envs' first reset
     :param loss_fn: "mse" (the tutorial's) or "huber"
@@ -939,7 +942,8 @@ def run_dqn(
                             policy_net.polyak_update(q_net, rate)
                         log.update(current_step, loss)
 
-                if evaluation_interval > 0 and current_step % evaluation_interval == 0:
+                # Every evaluation_interval env steps, and after the last step, so that every run ends with one
+                if evaluation_interval > 0 and (current_step % evaluation_interval == 0 or current_step == n_timesteps):
                     mean, std = evaluate_policy(eval_env, policy_net, n_eval_episodes, eval_exploration_rate,
                                                 eval_rng, verbose=0)
                     log.evaluation(current_step, exploration_rate, mean, std)

@@ -558,6 +558,29 @@ def test_adam_matches_hand_unrolled_algorithm_1():
     np.testing.assert_allclose(p["x"], [-0.1, 0.1, -0.1, 0.1], rtol=1e-4)
 
 
+def test_adam_keeps_no_subnormal_first_moment_and_the_same_weights():
+    # A weight whose gradient stays exactly 0 (a dead ReLU unit's) has its first moment decay by beta1 at each
+    # step, into float32's subnormal range after about 800 steps. Adam zeroes such entries; the weights come out
+    # bit-identical to Algorithm 1 without that, since such a moment is far too small to move a weight.
+    lr, beta1, beta2, eps = 1e-2, 0.9, 0.999, 1e-8
+    f32 = np.float32
+    p = {"w": np.array([0.5, -0.25, 3.0], dtype=f32)}
+    optimizer = Adam(p, lr=lr)
+    w, m, v = p["w"].copy(), np.zeros(3, f32), np.zeros(3, f32)
+    for t in range(1, 1201):
+        g = np.array([1.0, -2.0, 0.5], dtype=f32) if t == 1 else np.array([0.0, 0.0, 0.5 * (-1) ** t], dtype=f32)
+        optimizer.step({"w": g})
+        m = f32(beta1) * m + f32(1 - beta1) * g  # Algorithm 1 in float32, nothing flushed
+        v = f32(beta2) * v + f32(1 - beta2) * g**2
+        w = w - f32(lr / (1 - beta1**t)) * (m / (np.sqrt(v / f32(1 - beta2**t)) + f32(eps)))
+    tiny = np.finfo(f32).tiny
+    assert np.all((m[:2] != 0) & (np.abs(m[:2]) < tiny)), "the reference should have decayed into subnormals"
+    subnormal = (optimizer.m["w"] != 0) & (np.abs(optimizer.m["w"]) < tiny)
+    assert not subnormal.any(), f"Adam's first moment keeps subnormal entries: {optimizer.m['w']}"
+    assert optimizer.m["w"][2] == m[2], "an entry whose gradient is not 0 must be left as Algorithm 1 has it"
+    np.testing.assert_array_equal(p["w"], w, err_msg="zeroing subnormal moments changed the weights")
+
+
 def test_adam_whole_vector_path_matches_the_per_array_loop(cartpole, monkeypatch):
     # A QNetwork's parameters and gradients each tile one vector (FlatDict), so Adam updates them in one pass;
     # plain dicts take the per-array loop. Both must give the same numbers.
@@ -1099,15 +1122,15 @@ def test_log_round_trips_into_plots_and_does_not_change_training(tmp_path):
     import plots
 
     path = tmp_path / "log.npz"
-    logged = run_dqn(seed=4, log_path=str(path), evaluation_interval=500, n_eval_episodes=2, **{
+    logged = run_dqn(seed=4, log_path=str(path), evaluation_interval=600, n_eval_episodes=2, **{
         k: v for k, v in SMALL.items() if k != "evaluation_interval"})
-    unlogged = run_dqn(seed=4, evaluation_interval=500, n_eval_episodes=2, **{
+    unlogged = run_dqn(seed=4, evaluation_interval=600, n_eval_episodes=2, **{
         k: v for k, v in SMALL.items() if k != "evaluation_interval"})
     for k in logged.parameters():  # logging draws no random numbers and changes nothing
         np.testing.assert_array_equal(logged.parameters()[k], unlogged.parameters()[k])
     log = plots.load_log(str(path))
     assert log["config"]["n_timesteps"] == 2000 and log["config"]["seed"] == 4
-    np.testing.assert_array_equal(log["eval_steps"], [500, 1000, 1500, 2000])
+    np.testing.assert_array_equal(log["eval_steps"], [600, 1200, 1800, 2000])  # and after the last step
     every = log["config"]["update_interval"]
     np.testing.assert_array_equal(log["update_steps"], np.arange(200 + every, 2001, every))  # after learning_starts
     assert len(log["losses"]) == len(log["mean_qs"]) == len(log["update_steps"])
@@ -1214,13 +1237,13 @@ def test_plots_draws_the_logs_minidqn_writes(tmp_path, capsys):
         assert f"wrote {out / name}" in printed and (out / name).stat().st_size > 1000, name
     assert "skipped" not in printed
     # a log without evaluations, and no saved network: the diagnostics, and a line for each picture skipped
-    run_dqn(seed=3, evaluation_interval=5000, log_path=str(tmp_path / "short.npz"), **run)
+    run_dqn(seed=3, evaluation_interval=0, log_path=str(tmp_path / "short.npz"), **run)
     assert plots.main([str(tmp_path / "short.npz"), "--out", str(tmp_path / "short")]) == 0
     printed = capsys.readouterr().out
     short = tmp_path / "short"
     assert (short / "diagnostics.png").exists() and not (short / "learning_curve.png").exists()
-    assert ("skipped learning_curve.png: it needs periodic evaluations, and the logged runs ended before their "
-            "first one (evaluation_interval=5000, n_timesteps=1500)") in printed
+    assert ("skipped learning_curve.png: it needs periodic evaluations, and the logged runs had "
+            "evaluation_interval=0 (none)") in printed
     assert "skipped agent.gif: it needs the trained network, and no log's run saved one (train with --save)" in printed
     # another env's log: q_values.png is CartPole's picture, and says so
     run_dqn(env_id="MountainCar-v0", seed=4, evaluation_interval=500, log_path=str(tmp_path / "car.npz"), **run)

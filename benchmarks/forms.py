@@ -2,13 +2,15 @@
 
 minidqn.py writes its steps in textbook form, and keeps a faster form only where it buys at least 3% of the
 demo's or the same-work benchmark's time, with the textbook line beside it. This script swaps one form at a time
-(Adam computed in place through one scratch vector; the replay buffer's rows gathered by indexing, the textbook
-form of minidqn's ndarray.take; the MSE through np.mean, the textbook form of minidqn's dot product; the five
-arrays as views into one array of records, sampled in one gather; an in-place Polyak update) and times every
-variant in fresh processes, in alternating order, on the demo and on the same-work configuration. Each variant
-computes the same weights. Besides each run's time it measures the time spent inside the functions a variant
-replaces: on a shared machine the whole run's time moves by more than a form's gain, the time inside those
-functions much less. It writes benchmarks/results/forms.md:
+(Adam computed in place through one scratch vector; Adam without zeroing the subnormal entries of its first
+moment; the replay buffer's rows gathered by indexing, the textbook form of minidqn's ndarray.take; the MSE
+through np.mean, the textbook form of minidqn's dot product; the five arrays as views into one array of
+records, sampled in one gather; an in-place Polyak update) and times every variant in fresh processes, in
+alternating order, on the demo and on the same-work configuration. Each variant computes the same weights.
+Besides each run's time it measures the time spent inside the functions a variant replaces: on a shared machine
+the whole run's time moves by more than a form's gain, the time inside those functions much less. Subnormal
+floats cost time only on CPUs that compute them in microcode, so it also counts them in Adam's first moment,
+with and without the zeroing, which tells on any CPU how many there are. It writes benchmarks/results/forms.md:
 
     python benchmarks/forms.py --repeats 5
 """
@@ -45,12 +47,25 @@ def in_place_adam_step(self, grads: dict) -> None:
     m += np.multiply(g, 1 - beta1, out=tmp)
     v *= beta2
     v += np.multiply(np.square(g, out=tmp), 1 - beta2, out=tmp)
+    m *= np.abs(m) >= np.finfo(m.dtype).tiny  # subnormal moments zeroed, as minidqn.py does
     np.divide(v, 1 - beta2**t, out=tmp)
     np.sqrt(tmp, out=tmp)
     tmp += self.eps
     np.divide(m, tmp, out=tmp)
     tmp *= self.lr / (1 - beta1**t)
     p -= tmp
+
+
+def unflushed_adam_step(self, grads: dict) -> None:
+    """Algorithm 1 as minidqn.py writes it, without zeroing the subnormal entries of the first moment."""
+    beta1, beta2 = self.betas
+    self.n_steps += 1
+    t = self.n_steps
+    p, g, m, v = self.params.vector, grads.vector, self.m.vector, self.v.vector
+    m[:] = beta1 * m + (1 - beta1) * g
+    v[:] = beta2 * v + (1 - beta2) * g**2
+    v_hat = v / (1 - beta2**t)
+    p -= self.lr / (1 - beta1**t) * (m / (np.sqrt(v_hat) + self.eps))
 
 
 def in_place_polyak_update(self, other, tau: float) -> None:
@@ -107,6 +122,7 @@ def indexed_sample(self, batch_size: int):
 VARIANTS = {
     "minidqn.py as it is": {},
     "in-place Adam step": {"Adam.step": in_place_adam_step},
+    "Adam without zeroing subnormal moments": {"Adam.step": unflushed_adam_step},
     "rows gathered by indexing (the textbook form)": {"ReplayBuffer.sample": indexed_sample},
     "the MSE through np.mean (the textbook form)": {"mse_loss": mean_mse_loss},
     "the replay buffer as records, one gather": {"ReplayBuffer.__init__": records_init,
@@ -156,13 +172,39 @@ def run_once(variant: str, work: str) -> tuple:
     return time.perf_counter() - start, inside
 
 
+def count_subnormals(variant: str, work: str) -> tuple:
+    """One untimed run in this process: (the mean and the largest share of subnormal entries in Adam's first
+    moment after a step, a digest of the final weights that play)."""
+    import hashlib
+
+    import benchmark
+    import minidqn
+
+    for name, function in VARIANTS[variant].items():
+        set_function(minidqn, name, function)
+    step, shares = minidqn.Adam.step, []
+
+    def counted(self, grads):
+        step(self, grads)
+        m = self.m.vector
+        shares.append(np.count_nonzero((m != 0) & (np.abs(m) < np.finfo(m.dtype).tiny)) / m.size)
+    minidqn.Adam.step = counted
+    kwargs = benchmark.SAME_WORK if work == "same work" else {}
+    q_net = minidqn.run_dqn(seed=0 if kwargs else 1, verbose=0, **kwargs)
+    return float(np.mean(shares)), float(np.max(shares)), hashlib.sha256(q_net.flat_params.tobytes()).hexdigest()[:12]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant (default %(default)s)")
     parser.add_argument("--once", nargs=2, help=argparse.SUPPRESS)  # VARIANT WORK: one timed run, in this process
+    parser.add_argument("--count", nargs=2, help=argparse.SUPPRESS)  # VARIANT WORK: count subnormals, this process
     args = parser.parse_args(argv)
     if args.once:
         print(json.dumps(run_once(*args.once)))
+        return 0
+    if args.count:
+        print(json.dumps(count_subnormals(*args.count)))
         return 0
     lines = [results.header("minidqn's forms against the alternatives", "python benchmarks/forms.py "
                             f"--repeats {args.repeats}", f"{args.repeats} runs of each variant, fresh processes, "
@@ -193,6 +235,17 @@ def main(argv=None) -> int:
                      if names else " | | ")
             lines.append(f"| {work} | {variant} | {np.median(ts):.2f} s | {', '.join(f'{t:.2f}' for t in ts)} | "
                          f"{np.median(ts) / ours:.2f}x | {cells} |")
+    # Subnormal floats cost time only on CPUs that compute them in microcode (Intel's, for one): how many there are
+    # does not depend on the CPU, so it is counted too, with the final weights' digest (equal: the same numbers)
+    lines += ["", "Subnormal entries in Adam's first moment after each step (counted in separate, untimed runs):", "",
+              "| work | variant | subnormal share of Adam's m, mean over the run | largest | final weights (sha256) |",
+              "|---|---|---|---|---|"]
+    for work in ("the demo", "same work"):
+        for variant in (ours_name, "Adam without zeroing subnormal moments"):
+            out = subprocess.run([sys.executable, __file__, "--count", variant, work], capture_output=True,
+                                 text=True, check=True).stdout
+            mean, largest, digest = json.loads(out.splitlines()[-1])
+            lines.append(f"| {work} | {variant} | {mean:.1%} | {largest:.1%} | {digest} |")
     text = "\n".join(lines)
     print("\n" + text)
     print(f"\nwrote {results.write('forms', text)}")
