@@ -463,12 +463,14 @@ class Adam:
             # Algorithm 1, one line per equation ([:] and -= write into the live arrays)
             m[:] = beta1 * m + (1 - beta1) * g  # biased first moment
             v[:] = beta2 * v + (1 - beta2) * g**2  # biased second moment
-            # Where the gradient stays 0 (a dead ReLU unit), m decays into float32's subnormal range, which Intel
-            # CPUs compute in slow microcode and NumPy cannot flush: zero such entries, too small to move a weight
-            m *= np.abs(m) >= np.finfo(m.dtype).tiny  # (a product with the mask: no branch per entry)
             v_hat = v / (1 - beta2**t)  # bias-corrected: the moments start at 0
             # p = p - lr * m_hat / (sqrt(v_hat) + eps), with m_hat = m / (1 - beta1**t) folded into the step size
             p -= self.lr / (1 - beta1**t) * (m / (np.sqrt(v_hat) + self.eps))
+            # Not in Algorithm 1: where the gradient stays 0 (a dead ReLU unit), m decays below the smallest normal
+            # float, np.finfo(dtype).tiny, and stays there (rounding stops the decay short of 0). Such subnormal
+            # floats cost Intel CPUs slow microcode at every step, and NumPy cannot turn on flush-to-zero: zero
+            # them, too small to move a weight anyway (a product with the mask: no branch per entry)
+            m *= np.abs(m) >= np.finfo(m.dtype).tiny
 
 
 # ---------------------------------------------------------------------------------------------------------

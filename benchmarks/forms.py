@@ -47,13 +47,13 @@ def in_place_adam_step(self, grads: dict) -> None:
     m += np.multiply(g, 1 - beta1, out=tmp)
     v *= beta2
     v += np.multiply(np.square(g, out=tmp), 1 - beta2, out=tmp)
-    m *= np.abs(m) >= np.finfo(m.dtype).tiny  # subnormal moments zeroed, as minidqn.py does
     np.divide(v, 1 - beta2**t, out=tmp)
     np.sqrt(tmp, out=tmp)
     tmp += self.eps
     np.divide(m, tmp, out=tmp)
     tmp *= self.lr / (1 - beta1**t)
     p -= tmp
+    m *= np.abs(m) >= np.finfo(m.dtype).tiny  # subnormal moments zeroed, as minidqn.py does
 
 
 def unflushed_adam_step(self, grads: dict) -> None:

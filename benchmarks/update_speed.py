@@ -3,11 +3,17 @@
     python benchmarks/update_speed.py                     # the same-work network (64 units), and 256 units
     python benchmarks/update_speed.py --demo --name update-speed-demo   # the demo's: run_dqn's defaults
     python benchmarks/update_speed.py --hidden 64 --batch 64
+    python benchmarks/update_speed.py --subnormals --name subnormals   # Adam with subnormal moments
 
 One thread (OMP_NUM_THREADS=1), medians of many repeats. The floor of an update is the time of its matrix
 products alone, each timed on its own at its real shape: what the hand-written forward, backward and
 Adam cannot go below in NumPy. The script also prints the core's matrix-product peak (GFLOPS) and the cost of
 one env step, the two numbers the same-work floor is made of.
+
+--subnormals times Adam's step instead, on the demo's network, with a share of the first moment's entries
+subnormal (those whose gradient is 0, as a dead ReLU unit's is): Algorithm 1's lines as they are, which leave
+them subnormal, against minidqn's Adam.step, which zeroes them. CPUs that compute subnormal floats in microcode
+(Intel's, without flush-to-zero) pay for them; others do not, and the two columns then agree.
 """
 
 from __future__ import annotations
@@ -134,14 +140,50 @@ def report(hidden: int, batch: int, tau: float) -> str:
     return "\n".join(lines)
 
 
+def subnormal_report(hidden: int) -> str:
+    """Adam's step with 0%, 10% and 30% of the first moment subnormal, with and without minidqn's zeroing."""
+    from forms import unflushed_adam_step  # Algorithm 1's lines alone: subnormal entries stay subnormal
+
+    env = gym.make("CartPole-v1")
+    lines = [f"\n## Adam's step on {hidden} hidden units\n",
+             "| share of m subnormal (gradient 0 there) | Algorithm 1's lines alone, us (median) | "
+             "minidqn's Adam.step, which zeroes them, us (median) | the first / the second |", "|---|---|---|---|"]
+    for share in (0.0, 0.1, 0.3):
+        times = []
+        for step in (unflushed_adam_step, minidqn.Adam.step):
+            rng = np.random.default_rng(0)
+            q_net = minidqn.QNetwork(env.observation_space, env.action_space, hidden, rng=rng)
+            optimizer = minidqn.Adam(q_net.parameters(), lr=1e-6)  # small steps: the weights hardly move
+            g = q_net.grads.vector
+            g[:] = rng.normal(0.0, 1e-2, g.size)
+            dead = rng.random(g.size) < share
+            g[dead] = 0.0
+            optimizer.m.vector[:] = np.where(dead, np.float32(1e-40), 0.1 * g)  # 1e-40: a float32 subnormal
+            optimizer.v.vector[:] = 1e-3 * g * g + 1e-8
+            times.append(median_us(lambda: step(optimizer, q_net.grads), number=500))
+        lines.append(f"| {share:.0%} | {times[0]:.1f} | {times[1]:.1f} | {times[0] / times[1]:.2f}x |")
+    env.close()
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 256], help="hidden units (default 64 256)")
     parser.add_argument("--batch", type=int, default=64, help="batch size (default %(default)s)")
     parser.add_argument("--demo", action="store_true",
                         help="time the demo's update instead: run_dqn's hidden units, batch size and tau")
+    parser.add_argument("--subnormals", action="store_true",
+                        help="time Adam's step with subnormal first moments instead, at the demo's width")
     parser.add_argument("--name", default="update-speed", help="results file name (default %(default)s)")
     args = parser.parse_args(argv)
+    command = "python benchmarks/update_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.subnormals:
+        text = results.header("Adam's step with subnormal first moments", command,
+                              "one thread; medians of 15 rounds of 500 steps; lr 1e-6")
+        text += subnormal_report(run_dqn_defaults()["n_hidden_units"]) + "\n"
+        print(text)
+        print(f"wrote {results.write(args.name, text)}")
+        return 0
     if args.demo:
         defaults = run_dqn_defaults()
         configs = [(defaults["n_hidden_units"], defaults["batch_size"], defaults["tau"])]
@@ -149,7 +191,6 @@ def main(argv=None) -> int:
     else:
         configs = [(hidden, args.batch, 1.0 if hidden == 64 else 0.1) for hidden in args.hidden]
         settings = "the target update is a copy (tau 1) at 64 units, a soft update (tau 0.1) otherwise"
-    command = "python benchmarks/update_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     gflops, n = matmul_peak_gflops()
     text = results.header("Where one update's time goes", command, f"one thread; medians of 15 rounds; {settings}")
     text += f"\nMatrix-product peak of this core: **{gflops:.0f} GFLOPS** (float32, {n}x{n}x{n}).\n"
