@@ -245,6 +245,7 @@ def missing_evaluations(logs: list) -> str | None:
     config = logs[0]["config"]
     if config["evaluation_interval"] == 0:
         return "the logged runs had evaluation_interval=0 (none)"
+    # a run evaluates after its last step too, so only an interrupted run (or an older version's log) gets here
     return (f"the logged runs ended before their first one (evaluation_interval="
             f"{config['evaluation_interval']}, n_timesteps={config['n_timesteps']})")
 
