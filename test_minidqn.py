@@ -560,8 +560,9 @@ def test_adam_matches_hand_unrolled_algorithm_1():
 
 def test_adam_keeps_no_subnormal_first_moment_and_the_same_weights():
     # A weight whose gradient stays exactly 0 (a dead ReLU unit's) has its first moment decay by beta1 at each
-    # step, into float32's subnormal range after about 800 steps. Adam zeroes such entries; the weights come out
-    # bit-identical to Algorithm 1 without that, since such a moment is far too small to move a weight.
+    # step, into float32's subnormal range after about 800 steps, where it stays (rounding stops the decay short
+    # of 0). Adam zeroes such entries; the weights come out bit-identical to Algorithm 1 without that, since such
+    # a moment is far too small to move a weight.
     lr, beta1, beta2, eps = 1e-2, 0.9, 0.999, 1e-8
     f32 = np.float32
     p = {"w": np.array([0.5, -0.25, 3.0], dtype=f32)}
