@@ -1751,6 +1751,21 @@ def test_the_tutorial_package_comes_from_the_install_or_the_local_copy_named_and
                           "a_module_that_is_not_there is not installed")
 
 
+def test_the_demo_timing_passes_run_flags_to_minidqn_as_typed():
+    # benchmark.py --demo with run flags times `python minidqn.py` with the same flags: each keyword must come
+    # back from minidqn's own command line as it went in, booleans and None included
+    sys.path.insert(0, BENCHMARKS)
+    import benchmark
+
+    kwargs = {"n_timesteps": 25000, "exploration_fraction": 0.2, "scale_observations": False, "double_dqn": True,
+              "final_learning_rate": None, "loss_fn": "huber", "weight_averaging_window": None}
+    flags = benchmark.as_flags(kwargs)
+    parsed = vars(minidqn.build_parser().parse_args(flags))
+    assert {k: parsed[k] for k in kwargs} == kwargs, flags
+    args = benchmark.plots.build_parser(log_files=False).parse_args(["--n-timesteps", "25000"])
+    assert benchmark.typed_run_flags(args) == {"n_timesteps": 25000}  # only what was typed, not the defaults
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="this environment has PyTorch")
 def test_the_comparisons_stop_with_one_line_when_the_pytorch_side_is_missing(tmp_path):
     speed = ["benchmarks/benchmark.py", "--speed", "--repeats", "1", "--name", "never-written"]

@@ -17,6 +17,9 @@ benchmarks/README.md); --tutorial-path names a local copy of the tutorial's pack
 The demo: wall time of `python minidqn.py`, next to the time of its own matrix products:
 
     python benchmarks/benchmark.py --demo --repeats 3
+    python benchmarks/benchmark.py --demo --repeats 7 --baseline OLD/minidqn.py --n-timesteps 25000 --name demo-25k
+
+With run flags, --demo times `python minidqn.py` with those flags, against the baseline's own demo.
 
 Results go to benchmarks/results/<name>.md (the date, machine, commit, settings and per-run rows).
 """
@@ -183,13 +186,35 @@ def speed(repeats: int, torch_python: str | None, command: str, baseline: str | 
 # ---------------------------------------------------------------------------------------------------------
 
 
-def demo(repeats: int, command: str, baseline: str | None) -> str:
-    defaults = update_speed.run_dqn_defaults()
-    n_updates = (defaults["n_timesteps"] - defaults["learning_starts"]) // defaults["update_interval"]
-    hidden, batch = defaults["n_hidden_units"], defaults["batch_size"]
+def typed_run_flags(args) -> dict:
+    """The run_dqn keywords typed on the command line (argparse puts a run flag in the namespace only then)."""
+    keywords = update_speed.run_dqn_defaults()
+    return {k: v for k, v in vars(args).items() if k in keywords}
+
+
+def as_flags(run_kwargs: dict) -> list:
+    """run_dqn keywords as minidqn.py's command-line flags: --name value, --flag / --no-flag, "none" for None."""
+    flags = []
+    for name, value in run_kwargs.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + flag[2:])
+        else:
+            flags += [flag, "none" if value is None else str(value)]
+    return flags
+
+
+def demo(repeats: int, command: str, baseline: str | None, run_kwargs: dict | None = None) -> str:
+    """Time `python minidqn.py` (with the run flags in run_kwargs, if any) and the baseline's own demo."""
+    run_kwargs = run_kwargs or {}
+    config = {**update_speed.run_dqn_defaults(), **run_kwargs}
+    n_updates = (config["n_timesteps"] - config["learning_starts"]) // config["update_interval"] \
+        * config["gradient_steps"]
+    hidden, batch = config["n_hidden_units"], config["batch_size"]
     matmul_us, flops = update_speed.matmul_floor_us(update_speed.update_matmuls(batch, 4, hidden, 2))
     arithmetic_s = n_updates * matmul_us * 1e-6
-    systems = {"python minidqn.py": [sys.executable, os.path.join(ROOT, "minidqn.py")]}
+    ours_name = " ".join(["python minidqn.py"] + as_flags(run_kwargs))
+    systems = {ours_name: [sys.executable, os.path.join(ROOT, "minidqn.py")] + as_flags(run_kwargs)}
     if baseline:
         systems[f"baseline: {baseline}"] = [sys.executable, baseline]
     walls = {name: [] for name in systems}
@@ -199,11 +224,14 @@ def demo(repeats: int, command: str, baseline: str | None) -> str:
             start = time.perf_counter()
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             walls[name].append(time.perf_counter() - start)
-            final_lines[name] = [line for line in out.splitlines() if "Mean episode reward" in line][-1]
+            final_lines[name] = ([line for line in out.splitlines() if "Mean episode reward" in line]
+                                 or ["(no progress line: --evaluation-interval 0)"])[-1]
         print(f"run {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in walls.items()), flush=True)
-    ours = float(np.median(walls["python minidqn.py"]))
+    ours = float(np.median(walls[ours_name]))
+    settings = f"run_dqn's defaults, with {run_kwargs}" if run_kwargs else "run_dqn's defaults"
     lines = [
-        results.header("The demo", command, f"run_dqn's defaults; {repeats} runs, wall time of the whole process"),
+        results.header("The demo", command, f"{settings}; {repeats} runs, wall time of the whole process"
+                       + ("; the baseline runs its own defaults" if baseline and run_kwargs else "")),
         "| command | wall time (median) | runs (s) | last progress line |",
         "|---|---|---|---|",
     ]
@@ -215,11 +243,11 @@ def demo(repeats: int, command: str, baseline: str | None) -> str:
         f"Its arithmetic: {n_updates:,} updates x {flops / 1e6:.1f} MFLOP of matrix products ({hidden} hidden units, "
         f"batch {batch}), each product timed alone at its shape: {matmul_us:.0f} us per update, "
         f"**{arithmetic_s:.1f} s**. "
-        f"The demo takes **{ours / arithmetic_s:.2f}x** its arithmetic.",
+        f"`{ours_name}` takes **{ours / arithmetic_s:.2f}x** its arithmetic.",
     ]
     if baseline:
         base = float(np.median(walls[f"baseline: {baseline}"]))
-        lines.append(f"\nThe demo takes {ours / base:.2f}x the baseline's time (ratio of medians).")
+        lines.append(f"\n`{ours_name}` takes {ours / base:.2f}x the baseline's time (ratio of medians).")
     return "\n".join(lines)
 
 
@@ -265,7 +293,7 @@ def main(argv=None, command: str | None = None) -> int:
                          "--torch-python (benchmarks/README.md), or give --name NAME for a minidqn-only file")
         try:
             text = speed(args.repeats, args.torch_python, command, args.baseline, args.tutorial_path) \
-                if args.speed else demo(args.repeats, command, args.baseline)
+                if args.speed else demo(args.repeats, command, args.baseline, typed_run_flags(args))
         except comparisons.TorchSideError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
