@@ -526,10 +526,15 @@ def build_parser(log_files: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def typed_run_kwargs(args: argparse.Namespace) -> dict:
+    """The run_dqn keywords typed on the command line (argparse puts a run flag in the namespace only then)."""
+    keywords = inspect.signature(minidqn.run_dqn).parameters
+    return {k: v for k, v in vars(args).items() if k in keywords}
+
+
 def run_kwargs_from(args: argparse.Namespace) -> dict:
     """The run_dqn keywords: the env's row of minidqn.PRESETS, overridden by the flags given on the command line."""
-    keywords = inspect.signature(minidqn.run_dqn).parameters
-    given = {k: v for k, v in vars(args).items() if k in keywords}
+    given = typed_run_kwargs(args)
     return {**minidqn.PRESETS.get(given.get("env_id", "CartPole-v1"), {}), **given}
 
 

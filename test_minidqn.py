@@ -1763,7 +1763,7 @@ def test_the_demo_timing_passes_run_flags_to_minidqn_as_typed():
     parsed = vars(minidqn.build_parser().parse_args(flags))
     assert {k: parsed[k] for k in kwargs} == kwargs, flags
     args = benchmark.plots.build_parser(log_files=False).parse_args(["--n-timesteps", "25000"])
-    assert benchmark.typed_run_flags(args) == {"n_timesteps": 25000}  # only what was typed, not the defaults
+    assert benchmark.plots.typed_run_kwargs(args) == {"n_timesteps": 25000}  # only what was typed, not the defaults
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="this environment has PyTorch")

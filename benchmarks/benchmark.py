@@ -43,6 +43,7 @@ sys.path.insert(0, HERE)
 import numpy as np  # noqa: E402
 
 import comparisons  # noqa: E402
+import minidqn  # noqa: E402
 import plots  # noqa: E402
 import results  # noqa: E402
 import update_speed  # noqa: E402
@@ -186,17 +187,11 @@ def speed(repeats: int, torch_python: str | None, command: str, baseline: str | 
 # ---------------------------------------------------------------------------------------------------------
 
 
-def typed_run_flags(args) -> dict:
-    """The run_dqn keywords typed on the command line (argparse puts a run flag in the namespace only then)."""
-    keywords = update_speed.run_dqn_defaults()
-    return {k: v for k, v in vars(args).items() if k in keywords}
-
-
 def as_flags(run_kwargs: dict) -> list:
     """run_dqn keywords as minidqn.py's command-line flags: --name value, --flag / --no-flag, "none" for None."""
     flags = []
     for name, value in run_kwargs.items():
-        flag = "--" + name.replace("_", "-")
+        flag = minidqn.flags_of(name)[0]
         if isinstance(value, bool):
             flags.append(flag if value else "--no-" + flag[2:])
         else:
@@ -293,7 +288,7 @@ def main(argv=None, command: str | None = None) -> int:
                          "--torch-python (benchmarks/README.md), or give --name NAME for a minidqn-only file")
         try:
             text = speed(args.repeats, args.torch_python, command, args.baseline, args.tutorial_path) \
-                if args.speed else demo(args.repeats, command, args.baseline, typed_run_flags(args))
+                if args.speed else demo(args.repeats, command, args.baseline, plots.typed_run_kwargs(args))
         except comparisons.TorchSideError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
