@@ -532,10 +532,22 @@ def typed_run_kwargs(args: argparse.Namespace) -> dict:
     return {k: v for k, v in vars(args).items() if k in keywords}
 
 
+def check_run_kwargs(run_kwargs: dict) -> None:
+    """run_dqn's own checks, here, before any training or timing starts: a ValueError naming the flag."""
+    defaults = {k: p.default for k, p in inspect.signature(minidqn.run_dqn).parameters.items()}
+    try:
+        minidqn.check_run_dqn_arguments({**defaults, **run_kwargs})
+    except minidqn.ArgumentError as e:
+        raise ValueError(e.naming(minidqn.flags_of(e.name)[0])) from None
+
+
 def run_kwargs_from(args: argparse.Namespace) -> dict:
-    """The run_dqn keywords: the env's row of minidqn.PRESETS, overridden by the flags given on the command line."""
+    """The run_dqn keywords: the env's row of minidqn.PRESETS, overridden by the flags given on the command line,
+    checked."""
     given = typed_run_kwargs(args)
-    return {**minidqn.PRESETS.get(given.get("env_id", "CartPole-v1"), {}), **given}
+    run_kwargs = {**minidqn.PRESETS.get(given.get("env_id", "CartPole-v1"), {}), **given}
+    check_run_kwargs(run_kwargs)
+    return run_kwargs
 
 
 def curve_kwargs(args: argparse.Namespace) -> dict:

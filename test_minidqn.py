@@ -1766,6 +1766,26 @@ def test_the_demo_timing_passes_run_flags_to_minidqn_as_typed():
     assert benchmark.plots.typed_run_kwargs(args) == {"n_timesteps": 25000}  # only what was typed, not the defaults
 
 
+def test_run_flags_out_of_range_stop_plots_and_benchmark_before_any_run(tmp_path, capsys):
+    # run_dqn's own checks, made where the flags enter, so a worker process never meets them mid-training
+    import plots
+
+    sys.path.insert(0, BENCHMARKS)
+    import benchmark
+
+    assert plots.main(["--seeds", "1", "--tau", "0", "--out", str(tmp_path / "p")]) == 2
+    assert "error: --tau must be in (0, 1], got 0.0" in capsys.readouterr().err
+    assert not list((tmp_path / "p").iterdir()), "a seed trained before the flag was checked"
+    for argv in (["--demo", "--repeats", "1", "--n-timesteps", "-5"],
+                 ["--seeds", "1", "--out", str(tmp_path / "b"), "--learning-rate", "-1"]):
+        with pytest.raises(SystemExit) as stop:
+            benchmark.main(argv)
+        assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: --n-timesteps must be an integer >= 1, got -5" in err, err
+    assert "error: --learning-rate must be > 0" in err and "Traceback" not in err, err
+
+
 @pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="this environment has PyTorch")
 def test_the_comparisons_stop_with_one_line_when_the_pytorch_side_is_missing(tmp_path):
     speed = ["benchmarks/benchmark.py", "--speed", "--repeats", "1", "--name", "never-written"]

@@ -286,9 +286,14 @@ def main(argv=None, command: str | None = None) -> int:
             parser.error("--speed without --torch-python times minidqn alone, and would overwrite speed.md (the "
                          "comparison with SB3 and the tutorial): name the PyTorch environment's Python with "
                          "--torch-python (benchmarks/README.md), or give --name NAME for a minidqn-only file")
+        run_kwargs = plots.typed_run_kwargs(args)
+        try:
+            plots.check_run_kwargs(run_kwargs)
+        except ValueError as e:
+            parser.error(str(e))
         try:
             text = speed(args.repeats, args.torch_python, command, args.baseline, args.tutorial_path) \
-                if args.speed else demo(args.repeats, command, args.baseline, plots.typed_run_kwargs(args))
+                if args.speed else demo(args.repeats, command, args.baseline, run_kwargs)
         except comparisons.TorchSideError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -297,7 +302,10 @@ def main(argv=None, command: str | None = None) -> int:
         return 0
     if args.seeds < 1:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    run_kwargs = plots.run_kwargs_from(args)
+    try:
+        run_kwargs = plots.run_kwargs_from(args)
+    except ValueError as e:
+        parser.error(str(e))
     out = args.out or tempfile.mkdtemp(prefix="minidqn-benchmark-")
     try:
         plots.check_out_dir(out)
