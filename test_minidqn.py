@@ -1139,7 +1139,8 @@ def test_log_round_trips_into_plots_and_does_not_change_training(tmp_path):
     assert len(log["episode_returns"]) == len(log["episode_lengths"]) == len(log["episode_epsilons"]) > 10
     np.testing.assert_array_equal(log["episode_returns"], log["episode_lengths"])  # CartPole: 1 per step
     assert np.cumsum(log["episode_lengths"])[-1] == log["episode_steps"][-1]  # ends line up with env steps
-    expected_eps = [linear_schedule(1.0, 0.04, step, 200) for step in log["episode_steps"]]  # 10% of 2000
+    decay_steps = int(log["config"]["exploration_fraction"] * 2000)  # epsilon decays over this part of the run
+    expected_eps = [linear_schedule(1.0, 0.04, step, decay_steps) for step in log["episode_steps"]]
     np.testing.assert_allclose(log["episode_epsilons"], expected_eps)
 
 
@@ -1304,7 +1305,7 @@ def test_run_dqn_signature_is_what_runs_and_env_without_preset_gets_a_note(tmp_p
             log_path=str(log))
     config = plots.load_log(str(log))["config"]
     defaults = {k: p.default for k, p in inspect.signature(run_dqn).parameters.items()}
-    for key in ("learning_rate", "batch_size", "target_network_update_interval", "weight_averaging_rate"):
+    for key in ("learning_rate", "n_hidden_units", "target_network_update_interval", "weight_averaging_rate"):
         assert config[key] == defaults[key] != minidqn.PRESETS["MountainCar-v0"][key]
     # the command line says when an env has no row
     result = run_cli("--env-id", "CartPole-v0", "--n-timesteps", "50", "--learning-starts", "10",
