@@ -811,9 +811,9 @@ def run_dqn(
     batch_size: int = 128,
     gamma: float = 0.99,  # tutorial; higher values let Q diverge far past 1 / (1 - gamma)
     n_steps: int = 1,  # one-step TD targets (tutorial); uncorrected 3-step returns failed most CartPole seeds
-    # Half again the tutorial's 64, far less arithmetic per sample than RL Zoo's 256: ReLU units die as the
-    # network trains, and at 64 too few stay live to learn in this many steps. 96 units on a batch of 128 cost
-    # about what 64 on 256 do (benchmarks/results/tune25-s3-*.md, tune25-s5-*.md)
+    # 1.5 times the tutorial's 64, far less arithmetic per sample than RL Zoo's 256: in this many steps, 64 units
+    # learned on fewer tuning seeds (likely because ReLU units die as the network trains, and too few stay live).
+    # 96 units on a batch of 128 cost about what 64 on 256 do (benchmarks/results/tune25-s3-*.md, tune25-s5-*.md)
     n_hidden_units: int = 96,
     # Bounded observation dimensions onto [-1, 1] (LeCun et al. 1998); Dopamine rescales CartPole the same way
     scale_observations: bool = True,
