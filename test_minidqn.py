@@ -1778,13 +1778,16 @@ def test_run_flags_out_of_range_stop_plots_and_benchmark_before_any_run(tmp_path
     assert "error: --tau must be in (0, 1], got 0.0" in capsys.readouterr().err
     assert not list((tmp_path / "p").iterdir()), "a seed trained before the flag was checked"
     for argv in (["--demo", "--repeats", "1", "--n-timesteps", "-5"],
-                 ["--seeds", "1", "--out", str(tmp_path / "b"), "--learning-rate", "-1"]):
+                 ["--seeds", "1", "--out", str(tmp_path / "b"), "--learning-rate", "-1"],
+                 ["--speed", "--repeats", "1", "--name", "never-written", "--batch-size", "32"]):
         with pytest.raises(SystemExit) as stop:
             benchmark.main(argv)
         assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "error: --n-timesteps must be an integer >= 1, got -5" in err, err
     assert "error: --learning-rate must be > 0" in err and "Traceback" not in err, err
+    # the same work is fixed: a run flag given with --speed is refused, not silently ignored
+    assert "error: --speed times the same-work settings" in err and "--batch-size apply to --demo" in err, err
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="this environment has PyTorch")

@@ -17,7 +17,7 @@ benchmarks/README.md); --tutorial-path names a local copy of the tutorial's pack
 The demo: wall time of `python minidqn.py`, next to the time of its own matrix products:
 
     python benchmarks/benchmark.py --demo --repeats 3
-    python benchmarks/benchmark.py --demo --repeats 7 --baseline OLD/minidqn.py --n-timesteps 25000 --name demo-25k
+    python benchmarks/benchmark.py --demo --repeats 7 --baseline OLD/minidqn.py --n-hidden-units 64 --name demo-64units
 
 With run flags, --demo times `python minidqn.py` with those flags, against the baseline's own demo.
 
@@ -287,6 +287,9 @@ def main(argv=None, command: str | None = None) -> int:
                          "comparison with SB3 and the tutorial): name the PyTorch environment's Python with "
                          "--torch-python (benchmarks/README.md), or give --name NAME for a minidqn-only file")
         run_kwargs = plots.typed_run_kwargs(args)
+        if args.speed and run_kwargs:  # the same work is fixed (comparisons.SAME_WORK): a run flag would be ignored
+            parser.error(f"--speed times the same-work settings of comparisons.SAME_WORK; run flags such as "
+                         f"{minidqn.flags_of(next(iter(run_kwargs)))[0]} apply to --demo and to reliability runs")
         try:
             plots.check_run_kwargs(run_kwargs)
         except ValueError as e:

@@ -149,14 +149,19 @@ def get_function(minidqn, name: str):
     return getattr(getattr(minidqn, cls), method) if cls else getattr(minidqn, name)
 
 
+def apply_variant(minidqn, variant: str) -> None:
+    """Swap in the variant's functions (each keeps the one it replaces as __wrapped__: records_init calls it)."""
+    for name, function in VARIANTS[variant].items():
+        function.__wrapped__ = get_function(minidqn, name)
+        set_function(minidqn, name, function)
+
+
 def run_once(variant: str, work: str) -> tuple:
     """One timed run in this process: (the run's seconds, {function: seconds spent inside it})."""
     import benchmark
     import minidqn
 
-    for name, function in VARIANTS[variant].items():
-        function.__wrapped__ = get_function(minidqn, name)  # records_init calls the original constructor first
-        set_function(minidqn, name, function)
+    apply_variant(minidqn, variant)
     inside = dict.fromkeys(TIMED, 0.0)
     for name in TIMED:
         def timed(*args, _name=name, _function=get_function(minidqn, name)):
@@ -180,8 +185,7 @@ def count_subnormals(variant: str, work: str) -> tuple:
     import benchmark
     import minidqn
 
-    for name, function in VARIANTS[variant].items():
-        set_function(minidqn, name, function)
+    apply_variant(minidqn, variant)
     step, shares = minidqn.Adam.step, []
 
     def counted(self, grads):
