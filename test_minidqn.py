@@ -1779,7 +1779,8 @@ def test_run_flags_out_of_range_stop_plots_and_benchmark_before_any_run(tmp_path
     assert not list((tmp_path / "p").iterdir()), "a seed trained before the flag was checked"
     for argv in (["--demo", "--repeats", "1", "--n-timesteps", "-5"],
                  ["--seeds", "1", "--out", str(tmp_path / "b"), "--learning-rate", "-1"],
-                 ["--speed", "--repeats", "1", "--name", "never-written", "--batch-size", "32"]):
+                 ["--speed", "--repeats", "1", "--name", "never-written", "--batch-size", "32"],
+                 ["--speed", "--repeats", "1", "--name", "never-written", "--baseline", str(tmp_path / "none.py")]):
         with pytest.raises(SystemExit) as stop:
             benchmark.main(argv)
         assert stop.value.code == 2
@@ -1788,6 +1789,30 @@ def test_run_flags_out_of_range_stop_plots_and_benchmark_before_any_run(tmp_path
     assert "error: --learning-rate must be > 0" in err and "Traceback" not in err, err
     # the same work is fixed: a run flag given with --speed is refused, not silently ignored
     assert "error: --speed times the same-work settings" in err and "--batch-size apply to --demo" in err, err
+    assert f"error: --baseline {tmp_path / 'none.py'}: no such file" in err, err
+
+
+def test_the_same_work_timing_runs_the_file_it_is_given_not_the_one_already_imported(tmp_path):
+    import json
+
+    # benchmark.py imports this minidqn.py; a baseline's run must still run the baseline's file (it once ran this
+    # one: every "baseline" timing then compared the code with itself)
+    sys.path.insert(0, BENCHMARKS)
+    import benchmark
+
+    baseline = tmp_path / "minidqn.py"
+    marker = tmp_path / "ran.json"
+    baseline.write_text("import json\n"
+                        "def run_dqn(**kwargs):\n"
+                        f"    json.dump(sorted(kwargs), open({str(marker)!r}, 'w'))\n")
+    once = [sys.executable, os.path.join(BENCHMARKS, "benchmark.py"), "--time-same-work-once"]
+    assert benchmark.run_timed(once, str(baseline)) < 1.0
+    with open(marker) as f:
+        assert f.read() == json.dumps(sorted({**benchmark.SAME_WORK, "seed": 0, "verbose": 0}))
+    # a process that times another file than the one asked for is caught
+    elsewhere = [sys.executable, "-c", "print('timed /elsewhere/minidqn.py: same work in 1.000 s')"]
+    with pytest.raises(RuntimeError, match="the process timed"):
+        benchmark.run_timed(elsewhere, str(baseline))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="this environment has PyTorch")

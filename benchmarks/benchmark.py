@@ -94,12 +94,23 @@ def reliability_report(logs: list, command: str, run_kwargs: dict) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def time_same_work_once() -> float:
-    """Train on the same-work configuration in this process; return the wall time of run_dqn alone."""
-    import minidqn
+def load_minidqn(path: str):
+    """Import the minidqn.py at `path` as a module of its own: a baseline's file, not the one this script imported."""
+    import importlib.util
 
+    spec = importlib.util.spec_from_file_location("timed_minidqn", os.path.abspath(path))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def time_same_work_once(path: str) -> float:
+    """Train on the same-work configuration with the minidqn.py at `path`, in this process; return the wall time
+    of run_dqn alone."""
+    module = load_minidqn(path)
     start = time.perf_counter()
-    minidqn.run_dqn(seed=comparisons.SAME_WORK_SEED, verbose=0, **SAME_WORK)
+    module.run_dqn(seed=comparisons.SAME_WORK_SEED, verbose=0, **SAME_WORK)
     return time.perf_counter() - start
 
 
@@ -108,11 +119,15 @@ def last_time(out: str) -> float:
     return float(re.findall(r"([0-9.]+) s", out)[-1])
 
 
-def run_timed(command: list) -> float:
-    """Run minidqn's side of a timing in a fresh process, one thread."""
-    return last_time(subprocess.run(command, capture_output=True, text=True, check=True,
-                                    env={**os.environ, "OMP_NUM_THREADS": "1",
-                                         "OPENBLAS_NUM_THREADS": "1"}).stdout)
+def run_timed(command: list, path: str) -> float:
+    """Time the same work with the minidqn.py at `path`, in a fresh process, one thread; the process names the
+    file it ran, which must be `path`."""
+    out = subprocess.run(command + ["--minidqn-file", path], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}).stdout
+    ran = re.findall(r"^timed (.*): ", out, flags=re.MULTILINE)
+    if ran != [os.path.abspath(path)]:
+        raise RuntimeError(f"asked to time {os.path.abspath(path)}, the process timed {ran}")
+    return last_time(out)
 
 
 def torch_side(torch_python: str, tutorial_path: str | None) -> tuple:
@@ -144,19 +159,18 @@ def same_work_floor() -> dict:
 
 def speed(repeats: int, torch_python: str | None, command: str, baseline: str | None = None,
           tutorial_path: str | None = None) -> str:
-    ours_cmd = [sys.executable, __file__, "--time-same-work-once"]
-    systems = {"minidqn": lambda: run_timed(ours_cmd)}
+    once = [sys.executable, __file__, "--time-same-work-once"]
+    systems = {"minidqn": lambda: run_timed(once, os.path.join(ROOT, "minidqn.py"))}
     if baseline:
-        theirs = ours_cmd + ["--minidqn-dir", os.path.dirname(os.path.abspath(baseline))]
-        systems[f"baseline: {baseline}"] = lambda: run_timed(theirs)
+        systems[f"baseline: {baseline}"] = lambda: run_timed(once, baseline)
     versions = ""
     if torch_python:
         timings, versions = torch_side(torch_python, tutorial_path)
         systems.update(timings)
     times = {name: [] for name in systems}
     for r in range(repeats):  # alternate, so a slow moment of the shared machine hits every system alike
-        for name, run_once in systems.items():
-            times[name].append(run_once())
+        for name in (list(systems) if r % 2 == 0 else list(systems)[::-1]):  # and each goes first as often
+            times[name].append(systems[name]())
         print(f"run {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
     floor = same_work_floor()
     ours = float(np.median(times["minidqn"]))
@@ -170,6 +184,11 @@ def speed(repeats: int, torch_python: str | None, command: str, baseline: str | 
         median = float(np.median(ts))
         ratio = "" if name == "minidqn" else f"**{median / ours:.2f}x**"
         lines.append(f"| {name} | {median:.2f} s | {', '.join(f'{t:.2f}' for t in ts)} | {ratio} |")
+    if baseline:  # each round's two runs were side by side: their ratio, round by round, is the steadier figure
+        pairs = np.array(times["minidqn"]) / np.array(times[f"baseline: {baseline}"])
+        lines += ["", f"minidqn's time / the baseline's, run by run: median **{np.median(pairs):.3f}x**, from "
+                  f"{pairs.min():.2f}x to {pairs.max():.2f}x. Each run loaded its file by path, and named it back "
+                  "(`--minidqn-file`)."]
     lines += [
         "",
         f"Floor on this machine: {SAME_WORK['n_timesteps']:,} env steps at {floor['env_step_us']:.1f} us, plus "
@@ -269,17 +288,19 @@ def main(argv=None, command: str | None = None) -> int:
                         "dqn_tutorial/), where --torch-python's environment cannot install it; the same as setting "
                         f"{comparisons.TUTORIAL_PATH_VARIABLE}")
     parser.add_argument("--time-same-work-once", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--minidqn-dir", help=argparse.SUPPRESS)  # where --time-same-work-once imports minidqn from
+    parser.add_argument("--minidqn-file", help=argparse.SUPPRESS)  # the minidqn.py --time-same-work-once runs
     args = parser.parse_args(argv)
     command = command or "python benchmarks/benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.time_same_work_once:
-        if args.minidqn_dir:
-            sys.path.insert(0, args.minidqn_dir)
-        print(f"minidqn same work: {time_same_work_once():.3f} s")
+        path = os.path.abspath(args.minidqn_file or os.path.join(ROOT, "minidqn.py"))
+        seconds = time_same_work_once(path)
+        print(f"timed {path}: same work in {seconds:.3f} s")
         return 0
     if args.speed or args.demo:
         if args.repeats < 1:
             parser.error(f"--repeats must be >= 1, got {args.repeats}")
+        if args.baseline and not os.path.isfile(args.baseline):
+            parser.error(f"--baseline {args.baseline}: no such file (give another copy's minidqn.py)")
         if args.tutorial_path and not args.torch_python:
             parser.error("--tutorial-path is for the tutorial's timing, which needs --torch-python")
         if args.speed and not args.torch_python and not args.name:  # speed.md holds the SB3 and tutorial timings
