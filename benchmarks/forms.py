@@ -5,8 +5,12 @@ demo's or the same-work benchmark's time, with the textbook line beside it. This
 (Adam computed in place through one scratch vector; Adam without zeroing the subnormal entries of its first
 moment; the replay buffer's rows gathered by indexing, the textbook form of minidqn's ndarray.take; the MSE
 through np.mean, the textbook form of minidqn's dot product; the five arrays as views into one array of
-records, sampled in one gather; an in-place Polyak update) and times every variant in fresh processes, in
-alternating order, on the demo and on the same-work configuration. Each variant computes the same weights.
+records, sampled in one gather; an in-place Polyak update; and be4f16d's faster forms, which the textbook lines
+replaced: Adam in place with its bias corrections folded into the step, each bias gradient as a product with a
+ones vector, the batch's indices as floor(U * n); with a ReLU against a zeros array, one at a time and the last
+four together) and times every variant in fresh processes, in alternating order, on the demo and on the
+same-work configuration. Most variants compute the same weights; the table gives each run's digest, so those
+that round or draw differently show.
 Besides each run's time it measures the time spent inside the functions a variant replaces: on a shared machine
 the whole run's time moves by more than a form's gain, the time inside those functions much less. Subnormal
 floats cost time only on CPUs that compute them in microcode, so it also counts them in Adam's first moment,
@@ -18,7 +22,9 @@ with and without the zeroing, which tells on any CPU how many there are. It writ
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -119,6 +125,73 @@ def indexed_sample(self, batch_size: int):
                                        self.terminateds[batch_indices])
 
 
+def folded_in_place_adam_step(self, grads: dict) -> None:
+    """Adam as be4f16d computed it: in place through two scratch vectors, the bias corrections folded into the step
+    size and epsilon (Kingma & Ba, the end of Section 2). The same update, rounded differently."""
+    beta1, beta2 = self.betas
+    self.n_steps += 1
+    t = self.n_steps
+    p, g, m, v = self.params.vector, grads.vector, self.m.vector, self.v.vector
+    if not hasattr(self, "_scratch2"):
+        self._scratch2 = (np.empty_like(p), np.empty_like(p))
+    t1, t2 = self._scratch2
+    step_size = self.lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+    eps_hat = self.eps * math.sqrt(1 - beta2**t)
+    np.subtract(g, m, out=t1)
+    t1 *= 1 - beta1
+    m += t1
+    np.multiply(g, g, out=t1)
+    t1 -= v
+    t1 *= 1 - beta2
+    v += t1
+    np.sqrt(v, out=t1)
+    t1 += eps_hat
+    np.multiply(m, step_size, out=t2)
+    t2 /= t1
+    p -= t2
+    m *= np.abs(m) >= np.finfo(m.dtype).tiny  # subnormal moments zeroed, as minidqn.py does
+
+
+def ones_product_backward(self, grad_q_values, activations):
+    """minidqn's backward with each bias gradient as a product with a ones vector (be4f16d's form), not a sum over
+    the batch's rows: the same sums, added in another order."""
+    x, h1, h2 = activations
+    p, grads = self.params, self.grads
+    g = grad_q_values
+    ones = np.ones(len(g), dtype=g.dtype)
+    np.matmul(h2.T, g, out=grads["W3"])
+    np.dot(ones, g, out=grads["b3"])
+    grad_h2 = (g @ p["W3"].T) * self.activation_grad(h2)
+    np.matmul(h1.T, grad_h2, out=grads["W2"])
+    np.dot(ones, grad_h2, out=grads["b2"])
+    grad_h1 = (grad_h2 @ p["W2"].T) * self.activation_grad(h1)
+    np.matmul(x.T, grad_h1, out=grads["W1"])
+    np.dot(ones, grad_h1, out=grads["b1"])
+    return grads
+
+
+_ZEROS = {}
+
+
+def zeros_array_relu(z):
+    """np.maximum against a cached zeros array of z's shape: NumPy's loop for two arrays is vectorized, its loop
+    for an array and the scalar 0 is not. The same values."""
+    zeros = _ZEROS.get((z.shape, z.dtype))
+    if zeros is None:
+        zeros = _ZEROS[z.shape, z.dtype] = np.zeros_like(z)
+    return np.maximum(z, zeros)
+
+
+def scaled_uniform_sample(self, batch_size: int):
+    """Indices as floor(U[0, 1) * n), be4f16d's form, not rng.integers(0, n, batch_size): uniform too, but another
+    draw from the generator, so every run takes other samples."""
+    import minidqn
+
+    batch_indices = (self.rng.random(batch_size) * len(self)).astype(np.intp)
+    return minidqn.ReplayBufferSamples(*(a.take(batch_indices, axis=0) for a in (
+        self.observations, self.next_observations, self.actions, self.rewards, self.terminateds)))
+
+
 VARIANTS = {
     "minidqn.py as it is": {},
     "in-place Adam step": {"Adam.step": in_place_adam_step},
@@ -128,19 +201,28 @@ VARIANTS = {
     "the replay buffer as records, one gather": {"ReplayBuffer.__init__": records_init,
                                                   "ReplayBuffer.sample": records_sample},
     "in-place Polyak update": {"QNetwork.polyak_update": in_place_polyak_update},
+    "Adam in place, bias corrections folded (be4f16d's)": {"Adam.step": folded_in_place_adam_step},
+    "bias gradients as products with a ones vector (be4f16d's)": {"QNetwork.backward": ones_product_backward},
+    "ReLU against a zeros array": {"relu": zeros_array_relu},
+    "indices as floor(U * n) (be4f16d's)": {"ReplayBuffer.sample": scaled_uniform_sample},
+    "the last four together": {"Adam.step": folded_in_place_adam_step, "QNetwork.backward": ones_product_backward,
+                               "relu": zeros_array_relu, "ReplayBuffer.sample": scaled_uniform_sample},
 }
 # The functions whose time inside a real run is measured as well: a form's gain is the change of the time spent
 # inside the functions it replaces, which the whole run's time shows only through the machine's noise
-TIMED = ("Adam.step", "ReplayBuffer.sample", "QNetwork.polyak_update", "mse_loss")
+TIMED = ("Adam.step", "ReplayBuffer.sample", "QNetwork.polyak_update", "mse_loss", "QNetwork.backward", "relu")
 
 
 def set_function(minidqn, name: str, function) -> None:
-    """Put `function` where minidqn looks `name` up (a loss is also looked up in LOSSES)."""
+    """Put `function` where minidqn looks `name` up (a loss is also looked up in LOSSES, an activation in
+    ACTIVATIONS)."""
     if "." in name:
         cls, method = name.split(".")
         setattr(getattr(minidqn, cls), method, function)
     else:
-        minidqn.LOSSES.update({k: function for k, f in minidqn.LOSSES.items() if f is getattr(minidqn, name)})
+        old = getattr(minidqn, name)
+        minidqn.LOSSES.update({k: function for k, f in minidqn.LOSSES.items() if f is old})
+        minidqn.ACTIVATIONS.update({k: (function, grad) for k, (f, grad) in minidqn.ACTIVATIONS.items() if f is old})
         setattr(minidqn, name, function)
 
 
@@ -157,7 +239,8 @@ def apply_variant(minidqn, variant: str) -> None:
 
 
 def run_once(variant: str, work: str) -> tuple:
-    """One timed run in this process: (the run's seconds, {function: seconds spent inside it})."""
+    """One timed run in this process: (the run's seconds, {function: seconds spent inside it}, a digest of the
+    final weights that play)."""
     import benchmark
     import minidqn
 
@@ -173,15 +256,14 @@ def run_once(variant: str, work: str) -> tuple:
         set_function(minidqn, name, timed)
     kwargs = benchmark.SAME_WORK if work == "same work" else {}
     start = time.perf_counter()
-    minidqn.run_dqn(seed=0 if kwargs else 1, verbose=0, **kwargs)
-    return time.perf_counter() - start, inside
+    q_net = minidqn.run_dqn(seed=0 if kwargs else 1, verbose=0, **kwargs)
+    seconds = time.perf_counter() - start
+    return seconds, inside, hashlib.sha256(q_net.flat_params.tobytes()).hexdigest()[:12]
 
 
 def count_subnormals(variant: str, work: str) -> tuple:
     """One untimed run in this process: (the mean and the largest share of subnormal entries in Adam's first
     moment after a step, a digest of the final weights that play)."""
-    import hashlib
-
     import benchmark
     import minidqn
 
@@ -215,19 +297,22 @@ def main(argv=None) -> int:
                             "in alternating order; run_dqn alone is timed (not Python's start-up), and inside it "
                             "the time spent in the functions a variant replaces"),
              "| work | variant | time (median) | runs (s) | vs minidqn.py | inside the functions it replaces "
-             "(median) | minidqn.py's time inside them (median) | the difference, in minidqn.py's time |",
-             "|---|---|---|---|---|---|---|---|"]
+             "(median) | minidqn.py's time inside them (median) | the difference, in minidqn.py's time | "
+             "final weights (sha256) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     ours_name = next(iter(VARIANTS))
     for work in ("the demo", "same work"):
         times = {variant: [] for variant in VARIANTS}
         inside = {variant: [] for variant in VARIANTS}
+        digests = {variant: set() for variant in VARIANTS}
         for r in range(args.repeats):
             for variant in (list(VARIANTS) if r % 2 == 0 else list(VARIANTS)[::-1]):  # alternating order
                 out = subprocess.run([sys.executable, __file__, "--once", variant, work], capture_output=True,
                                      text=True, check=True).stdout
-                seconds, spent = json.loads(out.splitlines()[-1])
+                seconds, spent, digest = json.loads(out.splitlines()[-1])
                 times[variant].append(seconds)
                 inside[variant].append(spent)
+                digests[variant].add(digest)
             print(f"{work}, run {r + 1}/{args.repeats}: " + ", ".join(f"{v[-1]:.2f}" for v in times.values()),
                   flush=True)
         ours = float(np.median(times[ours_name]))
@@ -238,7 +323,7 @@ def main(argv=None) -> int:
             cells = (f"{theirs_in:.3f} s ({', '.join(names)}) | {ours_in:.3f} s | {(theirs_in - ours_in) / ours:+.1%}"
                      if names else " | | ")
             lines.append(f"| {work} | {variant} | {np.median(ts):.2f} s | {', '.join(f'{t:.2f}' for t in ts)} | "
-                         f"{np.median(ts) / ours:.2f}x | {cells} |")
+                         f"{np.median(ts) / ours:.2f}x | {cells} | {', '.join(sorted(digests[variant]))} |")
     # Subnormal floats cost time only on CPUs that compute them in microcode (Intel's, for one): how many there are
     # does not depend on the CPU, so it is counted too, with the final weights' digest (equal: the same numbers)
     lines += ["", "Subnormal entries in Adam's first moment after each step (counted in separate, untimed runs):", "",
