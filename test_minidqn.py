@@ -351,6 +351,23 @@ NStepBufferMachine.TestCase.settings = settings(max_examples=150, stateful_step_
 TestNStepBuffer = NStepBufferMachine.TestCase
 
 
+def test_relu_gives_np_maximum_with_0_and_never_writes_its_shared_zeros():
+    # relu compares against a cached array of zeros (a faster path through NumPy): the values must be exactly
+    # np.maximum(z, 0)'s, for every dtype and shape, and the zeros, shared by every call, must stay read-only
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, np.float64):
+        for shape in ((7,), (5, 3), (5, 3), (2, 7)):
+            z = rng.normal(size=shape).astype(dtype)
+            z.flat[:3] = (-0.0, np.inf, -np.inf)
+            h = minidqn.relu(z)
+            assert h.dtype == dtype and h.shape == shape
+            np.testing.assert_array_equal(h, np.maximum(z, 0))
+            assert h.flags.writeable and not np.shares_memory(h, minidqn.read_only_zeros(shape, np.dtype(dtype)))
+    zeros = minidqn.read_only_zeros((5, 3), np.dtype(np.float32))
+    with pytest.raises(ValueError, match="read-only"):
+        zeros[0, 0] = 1.0
+
+
 def test_forward_is_the_two_layer_mlp():
     rng = np.random.default_rng(7)
     q_net = QNetwork(spaces.Box(-1, 1, (3,), dtype=np.float64), spaces.Discrete(2), n_hidden_units=4,

@@ -5,11 +5,11 @@ demo's or the same-work benchmark's time, with the textbook line beside it. This
 (Adam computed in place through one scratch vector; Adam without zeroing the subnormal entries of its first
 moment; the replay buffer's rows gathered by indexing, the textbook form of minidqn's ndarray.take; the MSE
 through np.mean, the textbook form of minidqn's dot product; the five arrays as views into one array of
-records, sampled in one gather; an in-place Polyak update; and be4f16d's faster forms, which the textbook lines
+records, sampled in one gather; an in-place Polyak update; be4f16d's faster forms, which the textbook lines
 replaced: Adam in place with its bias corrections folded into the step, each bias gradient as a product with a
-ones vector, the batch's indices as floor(U * n); with a ReLU against a zeros array, one at a time and the last
-four together) and times every variant in fresh processes, in alternating order, on the demo and on the
-same-work configuration. Most variants compute the same weights; the table gives each run's digest, so those
+ones vector, the batch's indices as floor(U * n), one at a time and the three together; the ReLU against the
+scalar 0, the textbook form of minidqn's zeros array) and times every variant in fresh processes, in
+alternating order, on the demo and on the same-work configuration. Most variants compute the same weights; the table gives each run's digest, so those
 that round or draw differently show.
 Besides each run's time it measures the time spent inside the functions a variant replaces: on a shared machine
 the whole run's time moves by more than a form's gain, the time inside those functions much less. Subnormal
@@ -170,16 +170,9 @@ def ones_product_backward(self, grad_q_values, activations):
     return grads
 
 
-_ZEROS = {}
-
-
-def zeros_array_relu(z):
-    """np.maximum against a cached zeros array of z's shape: NumPy's loop for two arrays is vectorized, its loop
-    for an array and the scalar 0 is not. The same values."""
-    zeros = _ZEROS.get((z.shape, z.dtype))
-    if zeros is None:
-        zeros = _ZEROS[z.shape, z.dtype] = np.zeros_like(z)
-    return np.maximum(z, zeros)
+def scalar_relu(z):
+    """The ReLU as np.maximum(z, 0), the textbook form that minidqn.py gives beside its zeros array."""
+    return np.maximum(z, 0)
 
 
 def scaled_uniform_sample(self, batch_size: int):
@@ -203,10 +196,11 @@ VARIANTS = {
     "in-place Polyak update": {"QNetwork.polyak_update": in_place_polyak_update},
     "Adam in place, bias corrections folded (be4f16d's)": {"Adam.step": folded_in_place_adam_step},
     "bias gradients as products with a ones vector (be4f16d's)": {"QNetwork.backward": ones_product_backward},
-    "ReLU against a zeros array": {"relu": zeros_array_relu},
     "indices as floor(U * n) (be4f16d's)": {"ReplayBuffer.sample": scaled_uniform_sample},
-    "the last four together": {"Adam.step": folded_in_place_adam_step, "QNetwork.backward": ones_product_backward,
-                               "relu": zeros_array_relu, "ReplayBuffer.sample": scaled_uniform_sample},
+    "be4f16d's three forms together": {"Adam.step": folded_in_place_adam_step,
+                                       "QNetwork.backward": ones_product_backward,
+                                       "ReplayBuffer.sample": scaled_uniform_sample},
+    "the ReLU against the scalar 0 (the textbook form)": {"relu": scalar_relu},
 }
 # The functions whose time inside a real run is measured as well: a form's gain is the change of the time spent
 # inside the functions it replaces, which the whole run's time shows only through the machine's noise
