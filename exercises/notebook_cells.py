@@ -206,8 +206,8 @@ LAYOUT = [
     Code([Unit("NStepReplayBuffer")]),
     Markdown("## 2. The Q-network\n\nThe activations (no exercise: run the cell), and `FlatDict`, which lets the "
              "network's arrays tile one vector:"),
-    Code([Unit("relu"), Unit("relu_grad"), Unit("tanh_grad"), Unit("ACTIVATIONS"), Unit("UNBOUNDED"),
-          Unit("PARAMETER_NAMES")]),
+    Code([Unit("read_only_zeros"), Unit("relu"), Unit("relu_grad"), Unit("tanh_grad"), Unit("ACTIVATIONS"),
+          Unit("UNBOUNDED"), Unit("PARAMETER_NAMES")]),
     Code([Unit("FlatDict")]),
     Exercise(3, [Unit("QNetwork", ("__init__", "parameters", "flat_params", "forward"))]),
     Markdown("## 3. Epsilon-greedy data collection"),
