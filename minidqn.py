@@ -245,7 +245,8 @@ def read_only_zeros(shape: tuple, dtype: np.dtype) -> np.ndarray:
 
 def relu(z: np.ndarray) -> np.ndarray:
     # np.maximum(z, 0): the same values by a faster path. NumPy's loop over two arrays is vectorized, its loop over
-    # an array and a scalar is not, and the ReLU runs on every layer of every forward (benchmarks/results/forms.md)
+    # an array and a scalar is not, and the ReLU runs on both hidden layers of every forward
+    # (benchmarks/results/forms.md)
     return np.maximum(z, read_only_zeros(z.shape, z.dtype))
 
 

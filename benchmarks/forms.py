@@ -9,14 +9,14 @@ records, sampled in one gather; an in-place Polyak update; be4f16d's faster form
 replaced: Adam in place with its bias corrections folded into the step, each bias gradient as a product with a
 ones vector, the batch's indices as floor(U * n), one at a time and the three together; the ReLU against the
 scalar 0, the textbook form of minidqn's zeros array) and times every variant in fresh processes, in
-alternating order, on the demo and on the same-work configuration. Most variants compute the same weights; the table gives each run's digest, so those
-that round or draw differently show.
-Besides each run's time it measures the time spent inside the functions a variant replaces: on a shared machine
-the whole run's time moves by more than a form's gain, the time inside those functions much less. Subnormal
-floats cost time only on CPUs that compute them in microcode, so it also counts them in Adam's first moment,
-with and without the zeroing, which tells on any CPU how many there are. It writes benchmarks/results/forms.md:
+alternating order, on the demo and on the same-work configuration. Most variants compute the same weights; the
+table gives each run's digest, so those that round or draw differently show. Besides each run's time it
+measures the time spent inside the functions a variant replaces: on a shared machine the whole run's time moves
+by more than a form's gain, the time inside those functions much less. Subnormal floats cost time only on CPUs
+that compute them in microcode, so it also counts them in Adam's first moment, with and without the zeroing,
+which tells on any CPU how many there are. It writes benchmarks/results/forms.md:
 
-    python benchmarks/forms.py --repeats 5
+    python benchmarks/forms.py --repeats 7
 """
 
 from __future__ import annotations
