@@ -247,6 +247,7 @@ def relu(z: np.ndarray) -> np.ndarray:
     # np.maximum(z, 0): the same values by a faster path. NumPy's loop over two arrays is vectorized, its loop over
     # an array and a scalar is not, and the ReLU runs on both hidden layers of every forward
     # (benchmarks/results/forms.md)
+    z = np.asarray(z)  # a plain number or a list works too
     return np.maximum(z, read_only_zeros(z.shape, z.dtype))
 
 

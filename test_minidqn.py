@@ -361,11 +361,13 @@ def test_relu_gives_np_maximum_with_0_and_never_writes_its_shared_zeros():
             z.flat[:3] = (-0.0, np.inf, -np.inf)
             h = minidqn.relu(z)
             assert h.dtype == dtype and h.shape == shape
-            np.testing.assert_array_equal(h, np.maximum(z, 0))
+            assert h.tobytes() == np.maximum(z, 0).tobytes(), "not np.maximum(z, 0), bit for bit (the sign of 0 too)"
             assert h.flags.writeable and not np.shares_memory(h, minidqn.read_only_zeros(shape, np.dtype(dtype)))
     zeros = minidqn.read_only_zeros((5, 3), np.dtype(np.float32))
     with pytest.raises(ValueError, match="read-only"):
         zeros[0, 0] = 1.0
+    assert minidqn.relu(-1.5) == 0 and minidqn.relu(2.0) == 2.0  # a plain number, as a learner may try
+    np.testing.assert_array_equal(minidqn.relu([-1.0, 3.0]), [0.0, 3.0])
 
 
 def test_forward_is_the_two_layer_mlp():
@@ -1806,7 +1808,7 @@ def test_run_flags_out_of_range_stop_plots_and_benchmark_before_any_run(tmp_path
     assert "error: --learning-rate must be > 0" in err and "Traceback" not in err, err
     # the same work is fixed: a run flag given with --speed is refused, not silently ignored
     assert "error: --speed times the same-work settings" in err and "--batch-size apply to --demo" in err, err
-    assert f"error: --baseline {tmp_path / 'none.py'}: no such file" in err, err
+    assert f"error: --baseline {tmp_path / 'none.py'}: not a file" in err, err
 
 
 def test_the_same_work_timing_runs_the_file_it_is_given_not_the_one_already_imported(tmp_path):
@@ -1830,6 +1832,10 @@ def test_the_same_work_timing_runs_the_file_it_is_given_not_the_one_already_impo
     elsewhere = [sys.executable, "-c", "print('timed /elsewhere/minidqn.py: same work in 1.000 s')"]
     with pytest.raises(RuntimeError, match="the process timed"):
         benchmark.run_timed(elsewhere, str(baseline))
+    # a baseline that cannot run the same work (too old for one of its keywords) says so in one line
+    baseline.write_text("def run_dqn(env_id, n_timesteps, seed, verbose):\n    pass\n")
+    with pytest.raises(benchmark.TimedRunError, match="failed: TypeError: run_dqn.. got an unexpected keyword"):
+        benchmark.run_timed(once, str(baseline))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("torch") is not None, reason="this environment has PyTorch")

@@ -119,11 +119,19 @@ def last_time(out: str) -> float:
     return float(re.findall(r"([0-9.]+) s", out)[-1])
 
 
+class TimedRunError(Exception):
+    """A same-work run of a minidqn.py failed; the message is one line that says which file and why."""
+
+
 def run_timed(command: list, path: str) -> float:
     """Time the same work with the minidqn.py at `path`, in a fresh process, one thread; the process names the
     file it ran, which must be `path`."""
-    out = subprocess.run(command + ["--minidqn-file", path], capture_output=True, text=True, check=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}).stdout
+    done = subprocess.run(command + ["--minidqn-file", path], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    if done.returncode != 0:  # a baseline too old for the same-work keywords, say: its own last line says why
+        last = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise TimedRunError(f"the same work with {path} failed: {last}")
+    out = done.stdout
     ran = re.findall(r"^timed (.*): ", out, flags=re.MULTILINE)
     if ran != [os.path.abspath(path)]:
         raise RuntimeError(f"asked to time {os.path.abspath(path)}, the process timed {ran}")
@@ -234,7 +242,8 @@ def demo(repeats: int, command: str, baseline: str | None, run_kwargs: dict | No
     walls = {name: [] for name in systems}
     final_lines = {}
     for r in range(repeats):
-        for name, cmd in systems.items():
+        for name in (list(systems) if r % 2 == 0 else list(systems)[::-1]):  # each goes first as often
+            cmd = systems[name]
             start = time.perf_counter()
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             walls[name].append(time.perf_counter() - start)
@@ -300,7 +309,7 @@ def main(argv=None, command: str | None = None) -> int:
         if args.repeats < 1:
             parser.error(f"--repeats must be >= 1, got {args.repeats}")
         if args.baseline and not os.path.isfile(args.baseline):
-            parser.error(f"--baseline {args.baseline}: no such file (give another copy's minidqn.py)")
+            parser.error(f"--baseline {args.baseline}: not a file (give another copy's minidqn.py)")
         if args.tutorial_path and not args.torch_python:
             parser.error("--tutorial-path is for the tutorial's timing, which needs --torch-python")
         if args.speed and not args.torch_python and not args.name:  # speed.md holds the SB3 and tutorial timings
@@ -318,7 +327,7 @@ def main(argv=None, command: str | None = None) -> int:
         try:
             text = speed(args.repeats, args.torch_python, command, args.baseline, args.tutorial_path) \
                 if args.speed else demo(args.repeats, command, args.baseline, run_kwargs)
-        except comparisons.TorchSideError as e:
+        except (comparisons.TorchSideError, TimedRunError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         print("\n" + text)
