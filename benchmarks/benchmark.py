@@ -119,8 +119,14 @@ def last_time(out: str) -> float:
     return float(re.findall(r"([0-9.]+) s", out)[-1])
 
 
-class TimedRunError(Exception):
-    """A same-work run of a minidqn.py failed; the message is one line that says which file and why."""
+class TimedRunError(RuntimeError):
+    """A same-work run of a minidqn.py failed, or ran another file; the message is one line that says which and why."""
+
+
+def round_order(names: list, r: int) -> list:
+    """The order of round r: the systems alternate, so a slow moment of the shared machine hits each alike, and each
+    goes first as often."""
+    return list(names) if r % 2 == 0 else list(names)[::-1]
 
 
 def run_timed(command: list, path: str) -> float:
@@ -134,7 +140,7 @@ def run_timed(command: list, path: str) -> float:
     out = done.stdout
     ran = re.findall(r"^timed (.*): ", out, flags=re.MULTILINE)
     if ran != [os.path.abspath(path)]:
-        raise RuntimeError(f"asked to time {os.path.abspath(path)}, the process timed {ran}")
+        raise TimedRunError(f"asked to time {os.path.abspath(path)}, the process timed {ran}")
     return last_time(out)
 
 
@@ -176,8 +182,8 @@ def speed(repeats: int, torch_python: str | None, command: str, baseline: str | 
         timings, versions = torch_side(torch_python, tutorial_path)
         systems.update(timings)
     times = {name: [] for name in systems}
-    for r in range(repeats):  # alternate, so a slow moment of the shared machine hits every system alike
-        for name in (list(systems) if r % 2 == 0 else list(systems)[::-1]):  # and each goes first as often
+    for r in range(repeats):
+        for name in round_order(systems, r):
             times[name].append(systems[name]())
         print(f"run {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
     floor = same_work_floor()
@@ -242,10 +248,9 @@ def demo(repeats: int, command: str, baseline: str | None, run_kwargs: dict | No
     walls = {name: [] for name in systems}
     final_lines = {}
     for r in range(repeats):
-        for name in (list(systems) if r % 2 == 0 else list(systems)[::-1]):  # each goes first as often
-            cmd = systems[name]
+        for name in round_order(systems, r):
             start = time.perf_counter()
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            out = subprocess.run(systems[name], capture_output=True, text=True, check=True).stdout
             walls[name].append(time.perf_counter() - start)
             final_lines[name] = ([line for line in out.splitlines() if "Mean episode reward" in line]
                                  or ["(no progress line: --evaluation-interval 0)"])[-1]

@@ -232,6 +232,11 @@ def apply_variant(minidqn, variant: str) -> None:
         set_function(minidqn, name, function)
 
 
+def weights_digest(q_net) -> str:
+    """A short digest of a network's weights: equal digests, the same numbers to the last bit."""
+    return hashlib.sha256(q_net.flat_params.tobytes()).hexdigest()[:12]
+
+
 def run_once(variant: str, work: str) -> tuple:
     """One timed run in this process: (the run's seconds, {function: seconds spent inside it}, a digest of the
     final weights that play)."""
@@ -252,7 +257,7 @@ def run_once(variant: str, work: str) -> tuple:
     start = time.perf_counter()
     q_net = minidqn.run_dqn(seed=0 if kwargs else 1, verbose=0, **kwargs)
     seconds = time.perf_counter() - start
-    return seconds, inside, hashlib.sha256(q_net.flat_params.tobytes()).hexdigest()[:12]
+    return seconds, inside, weights_digest(q_net)
 
 
 def count_subnormals(variant: str, work: str) -> tuple:
@@ -271,10 +276,12 @@ def count_subnormals(variant: str, work: str) -> tuple:
     minidqn.Adam.step = counted
     kwargs = benchmark.SAME_WORK if work == "same work" else {}
     q_net = minidqn.run_dqn(seed=0 if kwargs else 1, verbose=0, **kwargs)
-    return float(np.mean(shares)), float(np.max(shares)), hashlib.sha256(q_net.flat_params.tobytes()).hexdigest()[:12]
+    return float(np.mean(shares)), float(np.max(shares)), weights_digest(q_net)
 
 
 def main(argv=None) -> int:
+    import benchmark
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs of each variant (default %(default)s)")
     parser.add_argument("--once", nargs=2, help=argparse.SUPPRESS)  # VARIANT WORK: one timed run, in this process
@@ -300,7 +307,7 @@ def main(argv=None) -> int:
         inside = {variant: [] for variant in VARIANTS}
         digests = {variant: set() for variant in VARIANTS}
         for r in range(args.repeats):
-            for variant in (list(VARIANTS) if r % 2 == 0 else list(VARIANTS)[::-1]):  # alternating order
+            for variant in benchmark.round_order(VARIANTS, r):
                 out = subprocess.run([sys.executable, __file__, "--once", variant, work], capture_output=True,
                                      text=True, check=True).stdout
                 seconds, spent, digest = json.loads(out.splitlines()[-1])
